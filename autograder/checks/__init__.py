@@ -1,0 +1,78 @@
+"""What the judge runs: one check per kind of graded part, named in course.yml (`check: family.name`).
+
+A check has two halves that both run in the grading process, never in the student's kernel:
+- `probes(ctx)` chooses the inputs the hidden test cell calls the student's functions on
+  (deterministic for the course seed), written to the sandbox read-only;
+- `judge(ctx, evidence)` reads what the hidden test recorded and returns the list of problems
+  (empty means the part passes). Problems are sentences a student can act on.
+
+Checks register themselves with @register; `get_check(name)` imports their family module lazily
+so that, e.g., label checks never import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from autograder.course import Assignment, Course, ModelSpec, Notebook, Part
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    course: Course
+    assignment: Assignment
+    notebook: Notebook
+    part: Part
+
+    @property
+    def model_spec(self) -> ModelSpec | None:
+        return self.course.model_for(self.notebook)
+
+    @property
+    def seed(self) -> int:
+        """A seed per part, stable across runs, so probes differ between parts but never between runs."""
+        return (self.course.seed * 1_000_003 + sum(map(ord, self.part.grade_id))) % (2**31)
+
+
+@dataclass
+class Evidence:
+    """What a hidden test cell recorded for one part (see cnnvis.evidence)."""
+
+    folder: Path
+    values: dict[str, Any] = field(default_factory=dict)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    probes: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Check:
+    name: ClassVar[str]
+
+    def probes(self, ctx: CheckContext) -> list[dict[str, Any]]:
+        """Keyword-argument dicts for cnnvis.evidence.record_calls; [] when the part records only values."""
+        return []
+
+    def judge(self, ctx: CheckContext, evidence: Evidence) -> list[str]:
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, type[Check]] = {}
+
+
+def register(cls: type[Check]) -> type[Check]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_check(name: str) -> Check:
+    family = name.split(".", 1)[0]
+    if name not in _REGISTRY:
+        try:
+            importlib.import_module(f"autograder.checks.{family}")
+        except ModuleNotFoundError:
+            pass
+    if name not in _REGISTRY:
+        raise KeyError(f"no check named {name!r} (known: {sorted(_REGISTRY)})")
+    return _REGISTRY[name]()
