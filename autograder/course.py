@@ -45,6 +45,8 @@ class ModelSpec:
     trainable: int
     non_trainable: int
     frozen_through: str | None = None
+    dataset: str = "cats_vs_dogs"
+    preprocessing: str = "scale01"
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,13 @@ def _model(r: _Reader, key: str, raw: Any, formats: dict[str, LabelFormat]) -> M
         trainable=r.get(m, "trainable", where, int),
         non_trainable=r.get(m, "non_trainable", where, int),
         frozen_through=r.get(m, "frozen_through", where, str, None),
+        dataset=r.get(m, "dataset", where, str),
+        preprocessing=r.get(m, "preprocessing", where, str),
     )
+    if spec.dataset not in {"fashion_mnist", "cats_vs_dogs"}:
+        raise r.fail(f"{where}.dataset", f"expected fashion_mnist or cats_vs_dogs, got {spec.dataset!r}")
+    if spec.preprocessing not in {"scale01", "vgg16"}:
+        raise r.fail(f"{where}.preprocessing", f"expected scale01 or vgg16, got {spec.preprocessing!r}")
     if spec.label_format not in formats:
         raise r.fail(f"{where}.label_format", f"{spec.label_format!r} is not one of label_formats: {sorted(formats)}")
     fmt = formats[spec.label_format]
