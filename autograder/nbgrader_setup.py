@@ -1,0 +1,54 @@
+"""nbgrader's configuration, derived from course.yml rather than kept by hand.
+
+`write_course_root` lays out a working nbgrader course folder (config, gradebook location,
+source/) wherever the build or the grader needs one; nothing in the repository is an nbgrader
+course folder itself, so nbgrader never writes into tracked files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from autograder.course import Course
+
+# C-level output (TensorFlow's absl logging) goes to the kernel log instead of the cell's stderr,
+# which nbgrader would otherwise score as a failure (see NOTES.md).
+KERNEL_EXTRA_ARGUMENTS = ["--IPKernelApp.capture_fd_output=False"]
+
+
+def nbgrader_config(course: Course) -> str:
+    """The text of nbgrader_config.py for COURSE."""
+    return "\n".join(
+        [
+            "# Generated from course.yml by autograder.nbgrader_setup; do not edit.",
+            "c = get_config()  # noqa: F821",
+            f"c.CourseDirectory.course_id = {course.id!r}",
+            "c.CourseDirectory.root = __import__('os').path.dirname(__import__('os').path.abspath(__file__))",
+            f"c.Execute.timeout = {course.grading.cell_timeout}",
+            f"c.Execute.extra_arguments = {KERNEL_EXTRA_ARGUMENTS!r}",
+            "c.Execute.allow_errors = True",
+            "c.ClearSolutions.code_stub = {'python': 'raise NotImplementedError()'}",
+            "c.ClearSolutions.text_stub = 'YOUR ANSWER HERE'",
+            f"c.LimitOutput.max_lines = {max(100, course.grading.max_output_bytes // 200)}",
+            "c.Exchange.root = __import__('os').path.join(c.CourseDirectory.root, 'exchange')",
+            "",
+        ]
+    )
+
+
+def write_course_root(course: Course, root: Path, assignments: list[str] | None = None) -> Path:
+    """Create ROOT with nbgrader_config.py and a copy of source/ for ASSIGNMENTS (default: all)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "nbgrader_config.py").write_text(nbgrader_config(course), encoding="utf-8")
+    (root / "exchange").mkdir(exist_ok=True)
+    ids = assignments or [a.id for a in course.assignments]
+    for aid in ids:
+        src = course.source_dir / aid
+        if src.is_dir():
+            dest = root / "source" / aid
+            if dest.exists():
+                shutil.rmtree(dest)
+            shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    return root
