@@ -248,7 +248,9 @@ def _model(r: _Reader, key: str, raw: Any, formats: dict[str, LabelFormat]) -> M
         raise r.fail(f"{where}.label_format", f"{spec.label_format!r} is not one of label_formats: {sorted(formats)}")
     fmt = formats[spec.label_format]
     if fmt.loss != spec.loss:
-        raise r.fail(f"{where}.loss", f"{spec.loss!r} does not fit label format {spec.label_format!r} (needs {fmt.loss})")
+        raise r.fail(
+            f"{where}.loss", f"{spec.loss!r} does not fit label format {spec.label_format!r} (needs {fmt.loss})"
+        )
     if fmt.activation != spec.activation:
         raise r.fail(
             f"{where}.last_layer.activation",
@@ -260,7 +262,9 @@ def _model(r: _Reader, key: str, raw: Any, formats: dict[str, LabelFormat]) -> M
     if spec.trainable + spec.non_trainable != spec.total:
         raise r.fail(f"{where}.trainable", "trainable + non_trainable must equal total")
     if spec.layers[-1].output_shape[-1] != spec.units:
-        raise r.fail(f"{where}.last_layer.units", f"{spec.units} but the last layer outputs {spec.layers[-1].output_shape}")
+        raise r.fail(
+            f"{where}.last_layer.units", f"{spec.units} but the last layer outputs {spec.layers[-1].output_shape}"
+        )
     if spec.cam_layer not in {layer.name for layer in spec.layers}:
         raise r.fail(f"{where}.cam_layer", f"{spec.cam_layer!r} is not one of the model's layers")
     return spec
@@ -334,8 +338,7 @@ def load_course(root: str | os.PathLike[str] = ".") -> Course:
         )
 
     models = {
-        key: _model(r, key, spec, formats)
-        for key, spec in r.mapping(r.get(raw, "models", "", dict), "models").items()
+        key: _model(r, key, spec, formats) for key, spec in r.mapping(r.get(raw, "models", "", dict), "models").items()
     }
 
     assignments = []
@@ -353,10 +356,14 @@ def load_course(root: str | os.PathLike[str] = ".") -> Course:
             parts = tuple(_part(r, p, f"{nwhere}.parts[{k}]") for k, p in enumerate(r.get(nb, "parts", nwhere, list)))
             for k, p in enumerate(parts):
                 if p.grade_id in seen_ids:
-                    raise r.fail(f"{nwhere}.parts[{k}].grade_id", f"{p.grade_id!r} already used at {seen_ids[p.grade_id]}")
+                    raise r.fail(
+                        f"{nwhere}.parts[{k}].grade_id", f"{p.grade_id!r} already used at {seen_ids[p.grade_id]}"
+                    )
                 seen_ids[p.grade_id] = f"{nwhere}.parts[{k}]"
             notebooks.append(Notebook(name=r.get(nb, "name", nwhere, str), parts=parts, model=model))
-        assignments.append(Assignment(id=r.get(a, "id", where, str), title=r.get(a, "title", where, str), notebooks=tuple(notebooks)))
+        assignments.append(
+            Assignment(id=r.get(a, "id", where, str), title=r.get(a, "title", where, str), notebooks=tuple(notebooks))
+        )
     ids = [a.id for a in assignments]
     if len(set(ids)) != len(ids):
         raise r.fail("assignments", f"duplicate assignment ids in {ids}")

@@ -80,7 +80,9 @@ class _Encoder:
 
 
 def _is_keras_model(value: Any) -> bool:
-    return any(c.__name__ in {"Model", "Sequential", "Functional"} and "keras" in c.__module__ for c in type(value).__mro__)
+    return any(
+        c.__name__ in {"Model", "Sequential", "Functional"} and "keras" in c.__module__ for c in type(value).__mro__
+    )
 
 
 def _loss_name(model: Any) -> str | None:

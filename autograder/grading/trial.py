@@ -35,7 +35,9 @@ def find_notebook(course: Course, path: Path):
     raise SystemExit(f"{path}: no notebook named {name!r} in course.yml")
 
 
-def run_trial(course: Course, path: Path, workdir: Path, timeout: int = 600) -> tuple[nbformat.NotebookNode, list[Verdict]]:
+def run_trial(
+    course: Course, path: Path, workdir: Path, timeout: int = 600
+) -> tuple[nbformat.NotebookNode, list[Verdict]]:
     assignment, notebook = find_notebook(course, path)
     probes, evidence = workdir / "probes", workdir / "evidence"
     write_probes(course, assignment, notebook, probes)
