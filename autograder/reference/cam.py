@@ -1,0 +1,23 @@
+"""Class Activation Map (Zhou et al. 2016) for a conv -> global-average-pooling -> Dense head.
+
+cam[b] = sum_k A[b, :, :, k] * W[k, c] on the CAM layer's output A, with W the last Dense kernel
+(sign-flipped for class 0 of a single sigmoid unit), upsampled, then normalised. One forward
+pass to A; no gradient.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from autograder.reference.base import HeatmapMethod
+
+
+class CAM(HeatmapMethod):
+    def __init__(self, model: keras.Model, layer_name: str):
+        super().__init__(model, layer_name)
+
+    def _maps(self, images: tf.Tensor, class_index: tf.Tensor, upsample: bool) -> tf.Tensor:
+        activations, _ = self._features(images)
+        maps = tf.einsum("bijk,k->bij", activations, self.score.direction(class_index))
+        return self.finish(maps, upsample)
