@@ -7,7 +7,10 @@ course folder itself, so nbgrader never writes into tracked files.
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
+import sys
 from pathlib import Path
 
 from autograder.course import Course
@@ -15,6 +18,40 @@ from autograder.course import Course
 # C-level output (TensorFlow's absl logging) goes to the kernel log instead of the cell's stderr,
 # which nbgrader would otherwise score as a failure (see NOTES.md).
 KERNEL_EXTRA_ARGUMENTS = ["--IPKernelApp.capture_fd_output=False"]
+
+
+def ensure_tools_on_path() -> None:
+    """Put this interpreter's bin/ on PATH: nbgrader shells out to `alembic` (gradebook migrations),
+    which is only found there when the venv is not activated (e.g. `.venv/bin/course`)."""
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if bindir not in path.split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bindir, path]) if path else bindir
+    _alembic_head_in_process()
+
+
+def _alembic_head_in_process() -> None:
+    """Answer nbgrader's `alembic heads` subprocess (a new interpreter per fresh gradebook, seconds
+    each) in-process with alembic's own API; same value, asked once per process."""
+    import nbgrader.api as nbapi
+
+    original = getattr(nbapi, "get_alembic_version", None)
+    if original is None or getattr(original, "in_process", False):
+        return
+
+    @functools.cache
+    def get_alembic_version() -> str:
+        try:
+            from alembic.config import Config
+            from alembic.script import ScriptDirectory
+
+            with nbapi._temp_alembic_ini("sqlite:////tmp/gradebook.db") as ini:
+                return ScriptDirectory.from_config(Config(ini)).get_current_head()
+        except Exception:  # an nbgrader/alembic change: fall back to nbgrader's own way
+            return original()
+
+    get_alembic_version.in_process = True  # type: ignore[attr-defined]
+    nbapi.get_alembic_version = get_alembic_version
 
 
 def nbgrader_config(course: Course) -> str:
