@@ -1,0 +1,108 @@
+"""The nbgrader course root under OUT/course, written by the grading (parent) process only.
+
+`prepare_course_root` lays out a real nbgrader course (config, source/, release/, gradebook.db
+with the assignments' grade, solution and source cells) by running nbgrader's own
+generate_assignment, so formgrader and `nbgrader export` work for TAs. `record` stores one
+graded submission: submitted/ and autograded/ notebooks, and each autograded part's auto_score
+from the judge's verdict. Manual scores a TA entered are never touched, so regrading keeps them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from nbgrader.api import Gradebook, MissingEntry
+
+from autograder.course import Assignment, Course
+from autograder.grading.store import write_atomic
+from autograder.nbgrader_setup import write_course_root
+
+
+def db_url(root: Path) -> str:
+    return f"sqlite:///{root / 'gradebook.db'}"
+
+
+def _source_digest(course: Course, aid: str) -> str:
+    h = hashlib.sha256()
+    for path in sorted((course.source_dir / aid).rglob("*.ipynb")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def prepare_course_root(course: Course, root: Path, assignment_ids: list[str]) -> Path:
+    """Create or refresh ROOT for ASSIGNMENT_IDS; generate_assignment only when a source changed."""
+    stamps = root / ".sources"
+    todo = [aid for aid in assignment_ids if _read(stamps / aid) != _source_digest(course, aid)]
+    if not todo and (root / "gradebook.db").is_file():
+        return root
+    write_course_root(course, root, assignment_ids)
+    bindir = str(Path(sys.executable).parent)  # nbgrader runs `alembic` for the gradebook's migrations
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join(p for p in (bindir, os.environ.get("PATH")) if p)
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    api = NbGraderAPI(config=config)
+    api.log.setLevel(logging.ERROR)
+    for aid in todo:
+        outcome = api.generate_assignment(aid, force=True, create=True)
+        if not outcome.get("success"):
+            raise RuntimeError(
+                f"nbgrader generate_assignment {aid} failed:\n{outcome.get('error') or outcome.get('log')}"
+            )
+        write_atomic(stamps / aid, _source_digest(course, aid).encode())
+    return root
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def record(root: Path, course: Course, assignment: Assignment, result: dict[str, Any]) -> None:
+    """Write RESULT (a graded submission, see pipeline.grade_submission) into the gradebook."""
+    student, aid = result["student_id"], assignment.id
+    for nb in result["notebooks"]:
+        for kind, key in (("submitted", "submitted_path"), ("autograded", "autograded_path")):
+            src = nb.get(key)
+            if src and Path(src).is_file():
+                dest = root / kind / student / aid / f"{nb['name']}.ipynb"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dest)
+    with Gradebook(db_url(root), course_id=course.id) as gb:
+        gb.update_or_create_student(student)
+        gb.update_or_create_submission(aid, student)
+        for nb_result in result["notebooks"]:
+            spec = next(n for n in assignment.notebooks if n.name == nb_result["name"])
+            verdicts = {v["grade_id"]: v for v in nb_result.get("verdicts", [])}
+            for part in spec.parts:
+                try:
+                    grade = gb.find_grade(part.grade_id, spec.name, aid, student)
+                except MissingEntry:
+                    continue
+                if part.manual:
+                    grade.needs_manual_grade = grade.manual_score is None
+                else:
+                    v = verdicts.get(part.grade_id)
+                    grade.auto_score = float(v["score"]) if v else 0.0
+                    grade.needs_manual_grade = False
+        gb.db.commit()
+
+
+def scores(root: Path, course: Course, student: str, aid: str) -> tuple[float, float] | None:
+    """(score, max_score) as the gradebook has them: manual scores override auto scores, plus extra credit."""
+    try:
+        with Gradebook(db_url(root), course_id=course.id) as gb:
+            sub = gb.find_submission(aid, student)
+            return float(sub.score), float(sub.max_score)
+    except MissingEntry:
+        return None

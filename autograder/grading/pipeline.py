@@ -1,0 +1,204 @@
+"""Grade one submission (a student's folder for one assignment), in a worker process.
+
+For each notebook of the assignment, small steps in order, each its own module:
+validate (validate.py) → rebuild from source (rebuild.py) → prepare the working copy →
+execute sandboxed (executor.py) → copy evidence out (evidence_copy.py) → judge (judge.py) →
+feedback (feedback.py). The result is a plain dict sent back to the parent, which alone writes
+the result store and the gradebook. Nothing here raises for a bad submission: every fault is a
+status and a message.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from autograder.course import Assignment, Course, Notebook
+from autograder.grading.evidence_copy import EvidenceTooLarge, collect_evidence
+from autograder.grading.executor import execute_notebook
+from autograder.grading.feedback import write_feedback
+from autograder.grading.judge import Verdict, judge_notebook
+from autograder.grading.rebuild import rebuild
+from autograder.grading.sandbox import Limits, SandboxPlan
+from autograder.grading.store import write_atomic
+from autograder.grading.validate import read_submitted
+
+RETRY_STATUSES = ("kernel failed to start", "grader error")  # the grader's fault: graded again on resume
+
+
+@dataclass(frozen=True)
+class Job:
+    student_id: str
+    assignment_id: str
+    submission_dir: Path  # SUBMISSIONS/<student>/<assignment>
+    work: Path  # OUT/work/submissions/<student>/<assignment>
+    probes: Path  # OUT/work/probes/<assignment> (one folder per notebook inside)
+    release: Path  # OUT/course/release/<assignment>
+    feedback: Path  # OUT/feedback/<student>/<assignment>
+    key: str
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    course: Course
+    bwrap: str | None
+    uid: int | None
+
+
+def _chown_tree(path: Path, uid: int) -> None:
+    for root, dirs, files in os.walk(path):
+        os.chown(root, uid, uid)
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), uid, uid)
+
+
+def _working_copy(job: Job, nb_work: Path) -> Path:
+    """A fresh copy of the student's folder (symlinks copied as links, never followed)."""
+    copy = nb_work / "copy"
+    if nb_work.exists():
+        shutil.rmtree(nb_work)
+    shutil.copytree(job.submission_dir, copy, symlinks=True)
+    for stale in ("evidence",):
+        target = copy / stale
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.exists():
+            shutil.rmtree(target)
+    (copy / "evidence").mkdir()
+    (copy / ".tmp").mkdir(exist_ok=True)
+    return copy
+
+
+def _zero_verdicts(spec: Notebook, why: str) -> list[dict[str, Any]]:
+    return [Verdict(p.grade_id, 0.0, p.points, why).to_dict() for p in spec.parts if not p.manual]
+
+
+def _plain_feedback(path: Path, title: str, text: str) -> None:
+    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+    page += f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
+    write_atomic(path, page.encode("utf-8"))
+
+
+def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: Notebook) -> dict[str, Any]:
+    course = cfg.course
+    shown = f"{job.student_id}/{job.assignment_id}/{spec.filename}"
+    path = job.submission_dir / spec.filename
+    feedback_path = job.feedback / f"{spec.name}.html"
+    out: dict[str, Any] = {"name": spec.name, "feedback_path": str(feedback_path), "timings": {}}
+    if not path.is_file():
+        why = f"{shown} was not submitted."
+        out.update(status="missing", message=why, sha256=None, verdicts=_zero_verdicts(spec, why))
+        _plain_feedback(feedback_path, f"Feedback: {spec.name}", why)
+        return out
+    submitted = read_submitted(path, shown)
+    out.update(sha256=submitted.sha256, submitted_path=str(path))
+    if submitted.notebook is None:
+        why = f"corrupt: {submitted.problem}"
+        out.update(status=why, message=str(submitted.problem), verdicts=_zero_verdicts(spec, str(submitted.problem)))
+        _plain_feedback(
+            feedback_path, f"Feedback: {spec.name}", f"Your notebook could not be graded: {submitted.problem}"
+        )
+        return out
+
+    t0 = time.monotonic()
+    source = nbformat.read(course.source_dir / job.assignment_id / spec.filename, as_version=4)
+    release_path = job.release / spec.filename
+    release = nbformat.read(release_path, as_version=4) if release_path.is_file() else None
+    nb, report = rebuild(source, submitted.notebook, release)
+    nb_work = job.work / spec.name
+    copy = _working_copy(job, nb_work)
+    runtime = nb_work / "runtime"
+    runtime.mkdir()
+    if cfg.uid is not None:
+        _chown_tree(copy, cfg.uid)
+    plan = SandboxPlan(
+        workdir=copy,
+        probes=job.probes / spec.name,
+        runtime=runtime,
+        limits=Limits.from_course(course),
+        bwrap=cfg.bwrap,
+        uid=cfg.uid,
+    )
+    out["timings"]["prepare"] = time.monotonic() - t0
+    outcome = execute_notebook(nb, plan, nb_work / "kernel.log")
+    out["timings"]["execute"] = outcome.seconds
+    out["cells_run"] = outcome.cells_run
+
+    t0 = time.monotonic()
+    evidence = nb_work / "evidence"
+    max_bytes = course.grading.max_evidence_mb * 1024 * 1024
+    try:
+        collect_evidence(copy / "evidence", evidence, max_bytes)
+        verdicts = [v.to_dict() for v in judge_notebook(course, assignment, spec, evidence, plan.probes)]
+    except EvidenceTooLarge as exc:
+        verdicts = _zero_verdicts(spec, f"The notebook left {exc}; nothing was judged.")
+    out["timings"]["judge"] = time.monotonic() - t0
+
+    status = "graded" if outcome.completed else outcome.status
+    message = outcome.message
+    if report.answers_missing:
+        missing = ", ".join(report.answers_missing)
+        message = (message + " " if message else "") + f"Answer cells not found (release stub used): {missing}."
+    autograded = nb_work / "autograded.ipynb"
+    write_atomic(autograded, nbformat.writes(nb).encode("utf-8"))
+    t0 = time.monotonic()
+    write_feedback(nb, spec, {v["grade_id"]: v for v in verdicts}, status, message, feedback_path)
+    out["timings"]["feedback"] = time.monotonic() - t0
+    out.update(status=status, message=message, verdicts=verdicts, autograded_path=str(autograded))
+    out["rebuild"] = {"found": report.answers_found, "missing": report.answers_missing, "extra": report.extra_cells}
+    return out
+
+
+def _combine(notebooks: list[dict[str, Any]]) -> tuple[str, str]:
+    statuses = [nb["status"] for nb in notebooks]
+    messages = "; ".join(f"{nb['name']}: {nb['message']}" for nb in notebooks if nb.get("message"))
+    if all(s == "missing" for s in statuses):
+        return "missing", messages
+    for s in statuses:
+        if s != "graded":
+            return s, messages
+    return "graded", messages
+
+
+def grade_submission(cfg: WorkerConfig, job: Job) -> dict[str, Any]:
+    """The result record for JOB; never raises for anything the submission did."""
+    start = time.monotonic()
+    assignment = cfg.course.assignment(job.assignment_id)
+    notebooks = []
+    for spec in assignment.notebooks:
+        try:
+            notebooks.append(grade_notebook(cfg, job, assignment, spec))
+        except Exception as exc:  # a grader bug must not lose the rest of the class
+            why = f"grader error: {type(exc).__name__}: {exc}"
+            notebooks.append(
+                {
+                    "name": spec.name,
+                    "status": "grader error",
+                    "message": why,
+                    "verdicts": _zero_verdicts(spec, why),
+                    "traceback": traceback.format_exc()[-4000:],
+                }
+            )
+    status, message = _combine(notebooks)
+    auto = sum(v["score"] for nb in notebooks for v in nb["verdicts"])
+    return {
+        "student_id": job.student_id,
+        "assignment": job.assignment_id,
+        "key": job.key,
+        "status": status,
+        "message": message,
+        "final": status not in RETRY_STATUSES,
+        "auto_score": auto,
+        "auto_max": assignment.auto_max,
+        "max_score": assignment.max_score,
+        "notebooks": notebooks,
+        "seconds": time.monotonic() - start,
+    }

@@ -1,0 +1,126 @@
+"""Rebuild the notebook to grade from the SOURCE notebook and the student's answers.
+
+Everything that decides or frames a grade comes from the source, whatever the submission did to
+its copy: set-up, test and hidden-test cells, locked cells, markdown, metadata. Only answer cells
+(nbgrader solution cells, code or written) are taken from the student, matched by grade id and,
+when the student's nbgrader metadata is gone, by nbformat cell id. The first match wins; a
+missing answer gets the release stub. The student's own extra cells are kept, stripped of any
+nbgrader metadata (they can never claim points), right after the answer cell they followed.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import nbformat
+from nbformat import NotebookNode
+from nbgrader.utils import is_grade, is_locked, is_solution, is_task
+
+
+def _grade_id(cell: NotebookNode) -> str | None:
+    meta = cell.get("metadata", {}).get("nbgrader")
+    gid = meta.get("grade_id") if isinstance(meta, dict) else None
+    return gid if isinstance(gid, str) else None
+
+
+def _marked(cell: NotebookNode) -> bool:
+    try:
+        return is_grade(cell) or is_solution(cell) or is_locked(cell) or is_task(cell)
+    except Exception:  # malformed student metadata counts as unmarked
+        return False
+
+
+@dataclass
+class RebuildReport:
+    """What the rebuild took from where, for the feedback and the result record."""
+
+    answers_found: list[str] = field(default_factory=list)
+    answers_missing: list[str] = field(default_factory=list)
+    extra_cells: int = 0
+    dropped_cells: int = 0
+
+
+def _answer_source(student_cell: NotebookNode) -> str:
+    src = student_cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def rebuild(
+    source: NotebookNode, student: NotebookNode, release: NotebookNode | None = None
+) -> tuple[NotebookNode, RebuildReport]:
+    """The notebook to execute: SOURCE's cells with STUDENT's answers (RELEASE supplies stubs)."""
+    report = RebuildReport()
+    answer_ids = {_grade_id(c) for c in source.cells if is_solution(c)} - {None}
+    answer_cell_ids = {c.get("id") for c in source.cells if is_solution(c)} - {None}
+    source_ids = {_grade_id(c) for c in source.cells} - {None}
+    stubs = {_grade_id(c): c for c in (release.cells if release else []) if _grade_id(c)}
+
+    # 1. walk the student's cells: first match per answer, extra cells grouped after the last answer seen
+    answers: dict[str, NotebookNode] = {}
+    extras: dict[str | None, list[NotebookNode]] = {}
+    last_answer: str | None = None
+    by_cell_id = {c.get("id"): _grade_id(c) for c in source.cells if is_solution(c) and c.get("id")}
+    for cell in student.cells:
+        gid = _grade_id(cell)
+        if gid not in answer_ids and cell.get("id") in answer_cell_ids and not _marked(cell):
+            gid = by_cell_id.get(cell.get("id"))  # metadata stripped: fall back to the nbformat cell id
+        if gid in answer_ids and gid not in answers:
+            answers[gid] = cell
+            last_answer = gid
+        elif gid in source_ids and gid not in answer_ids:
+            report.dropped_cells += 1  # the student's copy of a source cell: the source's version is used
+        else:
+            extras.setdefault(last_answer, []).append(cell)
+
+    # 2. emit the source's cells, substituting answers
+    cells: list[NotebookNode] = []
+    first_answer_done = False
+    for src_cell in source.cells:
+        gid = _grade_id(src_cell)
+        if not is_solution(src_cell):
+            cells.append(copy.deepcopy(src_cell))
+            continue
+        if not first_answer_done:
+            cells.extend(_extra(c) for c in extras.get(None, []))  # cells the student put before any answer
+            first_answer_done = True
+        new = copy.deepcopy(src_cell)
+        if gid in answers:
+            new.source = _answer_source(answers[gid])
+            report.answers_found.append(gid)
+        else:
+            stub = stubs.get(gid)
+            new.source = stub.source if stub is not None else ""
+            report.answers_missing.append(gid)
+        if new.cell_type == "code":
+            new.outputs, new.execution_count = [], None
+        cells.append(new)
+        extra = extras.get(gid, [])
+        report.extra_cells += len(extra)
+        cells.extend(_extra(c) for c in extra)
+    nb = nbformat.v4.new_notebook(metadata=copy.deepcopy(source.metadata), cells=cells)
+    nb.nbformat, nb.nbformat_minor = 4, max(5, source.get("nbformat_minor", 5))
+    _unique_ids(nb)
+    return nb, report
+
+
+def _extra(cell: NotebookNode) -> NotebookNode:
+    """A student's own cell as plain code or markdown without grading metadata or old outputs."""
+    src = _answer_source(cell)
+    if cell.get("cell_type") == "markdown":
+        return nbformat.v4.new_markdown_cell(src)
+    if cell.get("cell_type") == "code":
+        return nbformat.v4.new_code_cell(src)
+    return nbformat.v4.new_raw_cell(src)
+
+
+def _unique_ids(nb: NotebookNode) -> None:
+    seen: set[str] = set()
+    for i, cell in enumerate(nb.cells):
+        cid = cell.get("id")
+        if not isinstance(cid, str) or cid in seen:
+            cid = f"cell-{i}"
+            while cid in seen:
+                cid += "x"
+            cell["id"] = cid
+        seen.add(cid)

@@ -1,0 +1,54 @@
+"""The result store: one JSON per submission (student x assignment), written atomically.
+
+A result is written to a temporary file in the same folder, flushed and renamed over the final
+name, so a killed run leaves either the old result or the new one, never half of one. A run
+resumes by skipping submissions whose stored result has the same key (checksums of the submitted
+files and of the source notebooks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+RESULT_VERSION = 1
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def result_path(work: Path, student_id: str, assignment_id: str) -> Path:
+    return work / "results" / student_id / f"{assignment_id}.json"
+
+
+def save_result(path: Path, result: dict[str, Any]) -> None:
+    write_atomic(path, json.dumps({"version": RESULT_VERSION, **result}, indent=1, sort_keys=True).encode())
+
+
+def load_result(path: Path) -> dict[str, Any] | None:
+    """The stored result, or None when there is none or it is unreadable (then it is graded again)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("version") == RESULT_VERSION else None
+
+
+def finished(path: Path, key: str) -> dict[str, Any] | None:
+    """The stored result for KEY if this submission was already graded with the same files and sources."""
+    doc = load_result(path)
+    return doc if doc is not None and doc.get("key") == key else None
