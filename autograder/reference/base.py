@@ -42,8 +42,14 @@ def normalize_maps_np(maps: np.ndarray, eps: float = EPS) -> np.ndarray:
     return (maps - low) / np.maximum(maps.max(axis=axes, keepdims=True) - low, eps)
 
 
-def resize_maps(maps: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    """(B, h, w) -> (B, H, W) with bilinear tf.image.resize (half-pixel centres, as the notebooks do)."""
+def resize_maps(maps: tf.Tensor, size: tuple[int, int], corners: bool = False) -> tf.Tensor:
+    """(B, h, w) -> (B, H, W) with bilinear tf.image.resize (half-pixel centres, as the notebooks do).
+
+    CORNERS=True aligns the corner pixels instead (scipy.ndimage.zoom, OpenCV-style code): a mistake
+    the judge recognises, not a convention.
+    """
+    if corners:
+        return tf.compat.v1.image.resize_bilinear(maps[..., None], size, align_corners=True)[..., 0]
     return tf.image.resize(maps[..., None], size, method="bilinear")[..., 0]
 
 
@@ -186,12 +192,13 @@ class ClassScore:
 class HeatmapMethod:
     """A heatmap method bound to one model: build once, call on many batches.
 
-    Subclasses implement `_maps(images, class_index, upsample)` in TensorFlow ops; the base class
-    compiles it once per value of `upsample` with a batch-size-agnostic signature, so neither a
-    new batch size nor a new class index retraces.
+    Subclasses implement `_maps(images, class_index)` in TensorFlow ops; the base class adds the
+    upsampling and normalisation and compiles the whole once per value of `upsample`, with a
+    batch-size-agnostic signature, so neither a new batch size nor a new class index retraces.
     """
 
     layer_name: str | None = None
+    corner_aligned_resize = False  # True only to reproduce a mistake
 
     def __init__(self, model: keras.Model, layer_name: str | None = None, score: Score = "logit"):
         self.model = model
@@ -203,7 +210,8 @@ class HeatmapMethod:
         self._signature = [tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((), tf.int32)]
         self._compiled: dict[bool, Callable] = {}
 
-    def _maps(self, images: tf.Tensor, class_index: tf.Tensor, upsample: bool) -> tf.Tensor:
+    def _maps(self, images: tf.Tensor, class_index: tf.Tensor) -> tf.Tensor:
+        """Raw (un-normalised) maps (B, h, w) at the method's own resolution."""
         raise NotImplementedError
 
     def _features(self, images: tf.Tensor) -> list[tf.Tensor]:
@@ -212,23 +220,29 @@ class HeatmapMethod:
         return list(out) if isinstance(out, (list, tuple)) else [out]
 
     def compiled(self, upsample: bool = True) -> Callable:
+        """The compiled (normalised maps, raw range, raw scale) function for one value of UPSAMPLE."""
         if upsample not in self._compiled:
 
             def run(images, class_index):
-                return self._maps(images, class_index, upsample)
+                maps = self._maps(images, class_index)
+                if upsample and tuple(maps.shape[1:3]) != self.input_size:
+                    maps = resize_maps(maps, self.input_size, self.corner_aligned_resize)
+                axes = (1, 2)
+                spread = tf.reduce_max(maps, axis=axes) - tf.reduce_min(maps, axis=axes)
+                return normalize_maps(maps), spread, tf.reduce_max(tf.abs(maps), axis=axes)
 
             self._compiled[upsample] = tf.function(run, input_signature=self._signature)
         return self._compiled[upsample]
 
-    def __call__(self, images, class_index: int, upsample: bool = True) -> np.ndarray:
-        """Normalised maps (B, H, W) as float32 numpy, H, W the input size (or the conv grid without upsampling)."""
+    def with_conditioning(self, images, class_index: int, upsample: bool = True) -> tuple[np.ndarray, ...]:
+        """(maps, spread, scale): normalised maps and, per image, the raw map's max - min and max |value|.
+
+        A raw spread tiny against the scale means the normalised map is mostly rounding noise.
+        """
         c = self.score.check_class(class_index)
         images = tf.convert_to_tensor(np.asarray(images, dtype=np.float32))
-        out = self.compiled(bool(upsample))(images, tf.constant(c, tf.int32))
-        return out.numpy()
+        return tuple(t.numpy() for t in self.compiled(bool(upsample))(images, tf.constant(c, tf.int32)))
 
-    def finish(self, maps: tf.Tensor, upsample: bool) -> tf.Tensor:
-        """Upsample to the input size when asked, then normalise (the order the conventions fix)."""
-        if upsample:
-            maps = resize_maps(maps, self.input_size)
-        return normalize_maps(maps)
+    def __call__(self, images, class_index: int, upsample: bool = True) -> np.ndarray:
+        """Normalised maps (B, H, W) as float32 numpy, H, W the input size (or the conv grid without upsampling)."""
+        return self.with_conditioning(images, class_index, upsample)[0]

@@ -19,7 +19,7 @@ class GradCAM(HeatmapMethod):
         super().__init__(model, layer_name, score)
         self.relu = relu
 
-    def _maps(self, images: tf.Tensor, class_index: tf.Tensor, upsample: bool) -> tf.Tensor:
+    def _maps(self, images: tf.Tensor, class_index: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             activations, features = self._features(images)
             total = tf.reduce_sum(self.score(features, class_index))
@@ -28,4 +28,4 @@ class GradCAM(HeatmapMethod):
         maps = tf.einsum("bijk,bk->bij", activations, weights)
         if self.relu:
             maps = tf.nn.relu(maps)
-        return self.finish(maps, upsample)
+        return maps
