@@ -57,7 +57,7 @@ def _odd_value(y: np.ndarray) -> str:
 
 
 def canonical_loss(name: Any) -> str | None:
-    """'CategoricalCrossentropy', 'categorical_crossentropy' and 'categorical-crossentropy' → 'categorical_crossentropy'."""
+    """A loss's Keras name: 'CategoricalCrossentropy' and 'categorical-crossentropy' → 'categorical_crossentropy'."""
     if not isinstance(name, str) or not name.strip():
         return None
     snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name.strip()).lower().replace("-", "_").replace(" ", "_")
@@ -102,14 +102,20 @@ def reference_pairing(y: Any, loss_name: str, units: int) -> str | None:
         return None
     if loss == "categorical_crossentropy":
         if fmt != "one-hot":
-            return f"{fmt} labels of shape {shape} with {loss}, which expects one-hot labels of shape (batch_size, num_classes)"
+            return (
+                f"{fmt} labels of shape {shape} with {loss}, which expects one-hot labels of shape "
+                "(batch_size, num_classes)"
+            )
         if units != shape[1]:
             return f"one-hot labels with {shape[1]} classes but {units} units"
         return None
     if fmt == "integer":  # binary_crossentropy
         if units == 1 and np.all((y == 0) | (y == 1)):
             return None  # (batch,) of 0/1 against one sigmoid unit: Keras adds the missing axis
-        return f"a (batch_size,) array of shape {shape} with {loss} over {units} units; it expects 0/1 labels of shape (batch_size, {units})"
+        return (
+            f"a (batch_size,) array of shape {shape} with {loss} over {units} units; "
+            f"it expects 0/1 labels of shape (batch_size, {units})"
+        )
     if units != shape[1]:
         return f"labels with {shape[1]} columns but {units} units"
     return None
@@ -144,7 +150,7 @@ def _numeric(value: Any) -> np.ndarray | None:
 def _pairs(evidence: Evidence, problems: list[str]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     if len(evidence.calls) != len(evidence.probes):
         problems.append(f"{len(evidence.calls)} results were recorded for {len(evidence.probes)} test inputs.")
-    yield from zip(evidence.probes, evidence.calls)
+    yield from zip(evidence.probes, evidence.calls, strict=False)  # a length mismatch is reported above
 
 
 def _returned(call: dict[str, Any]) -> str:
@@ -172,10 +178,14 @@ def _expect_value_error(call: dict[str, Any], what: str) -> str | None:
 
 
 def _limit(problems: list[str]) -> list[str]:
-    unique = list(dict.fromkeys(problems))
-    if len(unique) > MAX_PROBLEMS:
-        return unique[:MAX_PROBLEMS] + [f"... and {len(unique) - MAX_PROBLEMS} more problems of the same kind."]
-    return unique
+    """One message per kind of problem (numbers aside), with how many inputs it hit, at most MAX_PROBLEMS."""
+    groups: dict[str, list[str]] = {}
+    for problem in problems:
+        groups.setdefault(re.sub(r"-?\d[\d.e+-]*", "#", problem), []).append(problem)
+    out = [msgs[0] + (f" (and {len(msgs) - 1} similar inputs)" if len(msgs) > 1 else "") for msgs in groups.values()]
+    if len(out) > MAX_PROBLEMS:
+        return out[:MAX_PROBLEMS] + [f"... and {len(out) - MAX_PROBLEMS} more kinds of problems."]
+    return out
 
 
 def _examples(strategy: st.SearchStrategy[Any], n: int, seed: int) -> list[Any]:
@@ -352,7 +362,7 @@ def keras_loss(short: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
     import keras
 
     loss = getattr(keras.losses, LOSS_CLASSES[short])(from_logits=False, dtype="float64")
-    return float(np.asarray(loss(y_true.astype(np.float64), y_pred.astype(np.float64))))
+    return float(keras.ops.convert_to_numpy(loss(y_true.astype(np.float64), y_pred.astype(np.float64))))
 
 
 @register
