@@ -18,12 +18,12 @@ from pathlib import Path
 
 from autograder.course import CourseError
 
-# subcommand → module whose main(args) -> int runs it
+# subcommand → (module, function(args) -> exit status)
 _HANDLERS = {
-    "check": "autograder.course_check",
-    "build": "autograder.build",
-    "grade": "autograder.grade_command",
-    "demo": "autograder.demo",
+    "check": ("autograder.course_check", "main"),
+    "build": ("autograder.build", "main"),
+    "grade": ("autograder.cli", "grade_main"),
+    "demo": ("autograder.demo", "main"),
 }
 
 
@@ -77,14 +77,75 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def grade_table(rows) -> str:
+    """A fixed-width table of GradeRows: student, assignment, auto score / auto max, total, status."""
+    header = ("student", "assignment", "auto", "total", "status")
+    lines = [
+        (r.student_id, r.assignment, f"{r.auto_score:g} / {r.auto_max:g}", f"{r.score:g} / {r.max_score:g}", r.status)
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines, strict=False)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt.format(*header), rule, *(fmt.format(*line) for line in lines)])
+
+
+def print_report(report) -> None:
+    print(grade_table(report.rows))
+    problems = [r for r in report.rows if r.status != "graded" and r.message]
+    for r in problems:
+        print(f"  {r.student_id}/{r.assignment}: {r.status}: {r.message[:300]}")
+    print(f"\ngrades:    {report.csv_path}")
+    print(f"feedback:  {report.feedback_dir}/<student>/<assignment>/<notebook>.html")
+    print(f"formgrader (manual grades): cd {report.course_root} && jupyter lab")
+
+
+def grade_main(args) -> int:
+    """`course grade`: grade_class on SUBMISSIONS; a bad submission is a row, only usage errors fail."""
+    from autograder.course import load_course
+    from autograder.grading.batch import SandboxUnavailable, grade_class
+
+    course = load_course(args.course)
+    if not any(p.is_dir() for p in args.submissions.iterdir()):
+        print(f"course grade: {args.submissions} has no <student>/ folders", file=sys.stderr)
+        return 2
+    try:
+        report = grade_class(
+            course,
+            args.submissions,
+            args.out,
+            assignments=args.assignment,
+            workers=args.workers,
+            regrade=args.regrade,
+            allow_unsandboxed=args.allow_unsandboxed,
+        )
+    except SandboxUnavailable as exc:
+        print(f"course grade: {exc}", file=sys.stderr)
+        return 2
+    print_report(report)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = parser()
     args = ap.parse_args(argv)
     if not (args.course / "course.yml").is_file():
         ap.error(f"{args.course / 'course.yml'} not found: run `course` in the course folder or pass --course DIR")
-    module = importlib.import_module(_HANDLERS[args.command])
+    if getattr(args, "assignment", None):
+        from autograder.course import load_course
+
+        try:
+            course = load_course(args.course)
+            for aid in args.assignment:
+                course.assignment(aid)
+        except CourseError as exc:
+            ap.error(str(exc))
+    if args.command == "grade" and not args.submissions.is_dir():
+        ap.error(f"{args.submissions}: no such folder (expected SUBMISSIONS/<student>/<assignment>/<notebook>.ipynb)")
+    module, function = _HANDLERS[args.command]
+    handler = getattr(importlib.import_module(module), function)
     try:
-        return int(module.main(args) or 0)
+        return int(handler(args) or 0)
     except CourseError as exc:
         print(f"course {args.command}: {exc}", file=sys.stderr)
         return 2

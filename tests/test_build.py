@@ -1,0 +1,118 @@
+"""`course build` is deterministic; `course check` finds leaks and out-of-sync files; examples apply their edits.
+
+All on a private copy of the course holding only the cheap `review` assignment.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autograder import build, examples
+from autograder.course import load_course
+from autograder.course_check import run_checks
+
+SOLUTION_MARKERS = (build.SOLUTION_BEGIN, build.SOLUTION_END)
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    files = {}
+    for top in ("release", "solutions", "cnnvis/settings.json"):
+        base = root / top
+        paths = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+        files.update({p.relative_to(root).as_posix(): p.read_bytes() for p in paths})
+    return files
+
+
+def test_build_twice_gives_identical_bytes(review_course: Path):
+    course = load_course(review_course)
+    build.build(course, ["review"], log=lambda _m: None)
+    first = _snapshot(review_course)
+    build.build(course, ["review"], log=lambda _m: None)
+    assert _snapshot(review_course) == first
+    nb = first["solutions/review/label_loss_review.ipynb"].decode()
+    assert "BEGIN SOLUTION" not in nb and "HIDDEN TESTS" not in nb and str(review_course) not in nb
+    assert '"image/png"' in nb, "the solution's figures should be executed into the notebook"
+    parsed = json.loads(nb)
+    assert not [out for cell in parsed["cells"] for out in cell.get("outputs", []) if out.get("name") == "stderr"], (
+        "the review solution should write nothing to stderr"
+    )
+    assert "toolkit/pyproject.toml" in {p.removeprefix("release/") for p in first}
+    assert b'"seed": ' + str(course.seed).encode() in first["cnnvis/settings.json"]
+
+
+def _index(nb, grade_id: str) -> int:
+    return next(i for i, c in enumerate(nb.cells) if build.nbgrader_meta(c).get("grade_id") == grade_id)
+
+
+def test_check_names_planted_leaks_and_out_of_sync_cells(review_course: Path):
+    course = load_course(review_course)
+    source = build.read_notebook(course.source_dir / "review" / "label_loss_review.ipynb")
+    release_path = course.release_dir / "review" / "label_loss_review.ipynb"
+    solution_path = course.solutions_dir / "review" / "label_loss_review.ipynb"
+    release, solution = build.read_notebook(release_path), build.read_notebook(solution_path)
+
+    # a line of the solution code into the released answer cell, a hidden test line into the solutions
+    answer_id = next(
+        build.nbgrader_meta(c)["grade_id"]
+        for c in source.cells
+        if build.nbgrader_meta(c).get("solution") and c.cell_type == "code"
+    )
+    secret = next(
+        line.strip()
+        for region in build.marked_regions(source.cells[_index(source, answer_id)].source, *SOLUTION_MARKERS)
+        for line in region.split("\n")
+        if len(line.strip()) > 20
+    )
+    hidden = next(
+        line.strip()
+        for c in source.cells
+        for region in build.marked_regions(c.source, build.HIDDEN_BEGIN, build.HIDDEN_END)
+        for line in region.split("\n")
+        if len(line.strip()) > 20
+    )
+    r, t = _index(release, answer_id), _index(solution, "review_losses")
+    release.cells[r].source += "\n" + secret
+    solution.cells[t].source += "\n" + hidden
+    release_path.write_text(build.dumps_notebook(release), encoding="utf-8")
+    solution_path.write_text(build.dumps_notebook(solution), encoding="utf-8")
+
+    findings = {(f.section, str(f)) for f in run_checks(course, ["review"], fast=True, log=lambda _m: None)}
+    rel, sol = "release/review/label_loss_review.ipynb", "solutions/review/label_loss_review.ipynb"
+    assert findings == {
+        (
+            "sync",
+            f"{rel}: out of sync with source/ (cell {r} ({answer_id}) differs from the source): run `course build`",
+        ),
+        ("sync", f"{sol} cell {t} (review_losses): differs from the source"),
+        ("leaks", f"{rel} cell {r} ({answer_id}): contains solution code: {secret!r}"),
+        ("leaks", f"{sol} cell {t} (review_losses): contains hidden test code: {hidden!r}"),
+    }
+
+
+def test_examples_are_deterministic_and_edits_must_apply(review_course: Path):
+    course = load_course(review_course)
+    committed = {
+        p.relative_to(review_course / "examples" / "submissions").as_posix(): p.read_text(encoding="utf-8")
+        for p in sorted((review_course / "examples" / "submissions").glob("*/review/*.ipynb"))
+    }
+    assert examples.example_submissions(course, log=lambda _m: None) == committed
+    assert set(committed) == {f"{s}/review/label_loss_review.ipynb" for s in examples.STUDENTS}
+    assert "raise NotImplementedError" not in committed["student_complete/review/label_loss_review.ipynb"]
+    assert (
+        committed["student_partial/review/label_loss_review.ipynb"]
+        != committed["student_complete/review/label_loss_review.ipynb"]
+    )
+
+    path = review_course / "examples" / "mistakes" / "review.yml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw["mistakes"][0]["edits"][0]["find"] = "text that is in no answer cell"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(examples.ExampleError) as info:
+        examples.write_mistake_submissions(course, review_course / "mistakes")
+    message = str(info.value)
+    assert str(path) in message and repr(raw["mistakes"][0]["id"]) in message
+    assert "text that is in no answer cell" in message
