@@ -102,13 +102,13 @@ def print_report(report) -> None:
 
 def grade_main(args) -> int:
     """`course grade`: grade_class on SUBMISSIONS; a bad submission is a row, only usage errors fail."""
-    from autograder.course import load_course
-    from autograder.grading.batch import SandboxUnavailable, grade_class
-
-    course = load_course(args.course)
     if not any(p.is_dir() for p in args.submissions.iterdir()):
         print(f"course grade: {args.submissions} has no <student>/ folders", file=sys.stderr)
         return 2
+    from autograder.course import load_course
+    from autograder.grading.batch import SandboxUnavailable, grade_class  # imports nbgrader: only when needed
+
+    course = load_course(args.course)
     try:
         report = grade_class(
             course,
