@@ -1,40 +1,57 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
-PYTHON ?= python3
+# Both create .venv (Python 3.11 or 3.12) and install the pinned packages when it is missing or
+# pyproject.toml changed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
 
 export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test lint check build grade bench clean
+.PHONY: demo test lint check build examples grade bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+## demo: grade the bundled example submissions and print the table (./demo-output)
 demo: $(STAMP)
 	$(BIN)/course demo
 
+## test: lint, then the whole test suite (real kernels, real models; about 15 minutes on 2 cores)
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
+## check: validate course.yml, the source notebooks, release/solutions sync and leaks
 check: $(STAMP)
 	$(BIN)/course check
 
+## build: regenerate release/, solutions/ and cnnvis/settings.json (ASSIGNMENT=id for one)
 build: $(STAMP)
-	$(BIN)/course build
+	$(BIN)/course build $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
+
+## examples: regenerate examples/submissions from release/, source/ and examples/mistakes
+examples: $(STAMP)
+	$(BIN)/python -m autograder.examples
+
+## grade: make grade SUBMISSIONS=path/to/submissions [OUT=grading-output]
+grade: $(STAMP)
+	test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=DIR [OUT=DIR]"; exit 2)
+	$(BIN)/course grade $(SUBMISSIONS) --out $(or $(OUT),grading-output)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/heatmaps.py
 	$(BIN)/python benchmarks/grading.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info demo-output grading-output

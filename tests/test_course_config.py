@@ -101,3 +101,13 @@ def _cell_index(root: Path, grade_id: str) -> int:
 
     nb = read_notebook(root / "source" / "review" / "label_loss_review.ipynb")
     return next(i for i, c in enumerate(nb.cells) if nbgrader_meta(c).get("grade_id") == grade_id)
+
+
+def test_readme_starts_with_the_two_commands_and_lists_the_course():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert readme.startswith("```bash\nmake demo\nmake test\n```\n")
+    course = load_course(REPO)
+    for a in course.assignments:
+        auto, written = a.auto_max, a.max_score - a.auto_max
+        row = f"| `{a.id}` | {a.title} | `{a.notebooks[0].name}` | {auto:g} + {written:g} |"
+        assert row in readme, f"README's course table is out of date with course.yml: {row}"
