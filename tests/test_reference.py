@@ -190,9 +190,12 @@ def test_flat_maps_become_zeros_not_nan():
         assert np.isfinite(maps).all() and (maps == 0).all()
 
 
-def test_feature_model_finds_dense_input_of_a_loaded_sequential(tmp_path):
+def test_gradcam_on_a_loaded_sequential(tmp_path):
+    """A loaded Sequential's layers belong to several graphs: layer.output and dense.input are not connected."""
     model = seed_cnn("lab1", seed=8)
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
     a, feats = feature_model(loaded, "conv2d_3")(random_images(2, (28, 28, 1)))
     assert tuple(a.shape) == (2, 3, 3, 128) and tuple(feats.shape) == (2, 128)
+    x = random_images(3, (28, 28, 1), seed=8)
+    np.testing.assert_allclose(GradCAM(loaded, "conv2d_3")(x, 2), GradCAM(model, "conv2d_3")(x, 2), atol=1e-6)

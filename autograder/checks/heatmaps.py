@@ -348,7 +348,12 @@ class Judgement:
         if (flat & (np.abs(high) > tol)).any():
             self.say(f"A flat map should be all zeros (on {where}), as (m - min) / max(max - min, eps) gives.")
         short = ~flat & (high < 1 - tol)
-        if short.any():
+        if short.any() and probe.role == "batch" and high.max() >= 1 - tol:
+            self.say(
+                f"The maximum is {high[short].min():.4g}, not 1, for some images of {where}: normalise each map with "
+                "its own minimum and maximum, not the whole batch's."
+            )
+        elif short.any():
             resized = probe.upsample and self.check.method != "saliency"
             hint = (
                 "normalise after upsampling (normalising the small map and then resizing it loses the peak)"
@@ -377,8 +382,8 @@ class Judgement:
             if diff > self.tol:
                 self.say(
                     f"Image {probe.index}'s map computed alone differs from its map in the batch (max abs difference "
-                    f"{diff:.3g}): normalise each map with its own minimum and maximum, not the batch's, and keep the "
-                    "images independent."
+                    f"{diff:.3g}): normalise each map with its own minimum and maximum, not the whole batch's, "
+                    "and keep the images independent."
                 )
                 return
 
@@ -434,7 +439,7 @@ class Judgement:
             )
             for options, message in MISTAKES[self.check.method]
         ]
-        others = [c for c in sorted(set(self.pset.labels.tolist())) if c != probe.class_index]
+        others = [c for c in range(self.reference.score.num_classes) if c != probe.class_index]
         for other in others:
             candidates.append(
                 (

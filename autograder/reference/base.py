@@ -85,15 +85,18 @@ def last_dense(model: keras.Model) -> keras.layers.Dense:
 def feature_model(model: keras.Model, layer_name: str | None) -> keras.Model:
     """A model from MODEL's input to [activations of LAYER_NAME, input of the last Dense] (or only the latter).
 
-    When every layer involved is at MODEL's top level the symbolic tensors are reused directly
-    (any topology works). When the layer lives inside a nested sub-model (e.g. a VGG16 base kept
-    as one layer), the chain of top-level layers is replayed on a fresh input and the nested model
-    is opened up the same way; that part assumes a chain, as in every model of this course.
+    A functional model whose layers are all at its top level reuses its own symbolic tensors (any
+    topology works). A Sequential, and a model with the layer inside a nested sub-model (e.g. a
+    VGG16 base kept as one layer), are replayed layer by layer on a fresh input, opening nested
+    models the same way: a Sequential's layers can belong to several graphs (a loaded Sequential
+    is built more than once), so `layer.output` and `dense.input` need not be connected. Replaying
+    assumes a chain, which a Sequential is and every model of this course is.
     """
     dense = last_dense(model)
     top = {layer.name for layer in model.layers}
     inputs = model.inputs[0]
-    if dense.name in top and (layer_name is None or layer_name in top):
+    on_top = dense.name in top and (layer_name is None or layer_name in top)
+    if on_top and not isinstance(model, keras.Sequential):
         outputs = [dense.input] if layer_name is None else [model.get_layer(layer_name).output, dense.input]
         return keras.Model(inputs, outputs)
     x = keras.Input(shape=tuple(inputs.shape[1:]), dtype=inputs.dtype)
