@@ -75,6 +75,11 @@ def _shape(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
+def _same(row: LayerRow, exp: LayerSpec) -> bool:
+    """Same class and output shape (parameters may differ when an extra layer sits before it)."""
+    return row.cls == exp.cls and row.output_shape == tuple(exp.output_shape)
+
+
 def _layer_hint(i: int, exp: LayerSpec, got: LayerRow, spec: ModelSpec) -> str:
     """Why GOT's output shape differs from EXP's, as a short guess."""
     if got.cls == "Dense":
@@ -101,7 +106,7 @@ def summary_problems(model: Any, spec: ModelSpec) -> list[str]:
             missing = ", ".join(f"{e.name} ({e.cls})" for e in expected[i:])
             return [f"the model stops after {len(got)} layers; missing: {missing}."]
         row = got[i]
-        where = f"{exp.name}" + (f" (your {row.name})" if row.name != exp.name else "")
+        where = exp.name  # the seed's name: Keras numbers a student's layers per session (conv2d_4)
         if row.cls != exp.cls:
             hint = ""
             if len(got) > len(expected) and i + 1 < len(got) and got[i + 1].cls == exp.cls:
@@ -109,6 +114,10 @@ def summary_problems(model: Any, spec: ModelSpec) -> list[str]:
             elif len(got) < len(expected) and i + 1 < len(expected) and expected[i + 1].cls == row.cls:
                 hint = f": missing the {exp.cls} layer?"
             return [f"layer {i + 1} should be {exp.name} ({exp.cls}), got {row.name} ({row.cls}){hint}"]
+        if len(got) > len(expected) and i + 1 < len(got) and _same(got[i + 1], exp) and not _same(row, exp):
+            return [
+                f"{where}: an extra {row.cls} layer ({row.name}, output {_shape(row.output_shape)}) comes before it"
+            ]
         if row.output_shape != tuple(exp.output_shape):
             return [
                 f"{where}: output {_shape(row.output_shape)}, expected {_shape(exp.output_shape)}: "
