@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,8 @@ def record(root: Path, course: Course, assignment: Assignment, result: dict[str,
                 dest = root / kind / student / aid / f"{nb['name']}.ipynb"
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dest)
-    with Gradebook(db_url(root), course_id=course.id) as gb:
+    with warnings.catch_warnings(), Gradebook(db_url(root), course_id=course.id) as gb:
+        warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notes inside nbgrader's add_submission
         gb.update_or_create_student(student)
         gb.update_or_create_submission(aid, student)
         for nb_result in result["notebooks"]:
