@@ -99,7 +99,11 @@ def test_detect_format(tmp_path, monkeypatch, sol):
         return "one-hot" if y.ndim == 2 and np.allclose(y.sum(axis=1), 1) else label_format(y)
 
     v = grade(tmp_path, monkeypatch, "review_detect_format", accepts_probabilities)
-    assert failed(v, "that is not a label array", "expected a ValueError, but it returned 'one-hot'"), v.message
+    assert failed(
+        v,
+        "that is not a label array should raise a ValueError (a 2-D label array must hold only 0 and 1",
+        "but it returned 'one-hot'",
+    ), v.message
 
     def wrong_error(y):
         try:
@@ -108,7 +112,7 @@ def test_detect_format(tmp_path, monkeypatch, sol):
             raise TypeError("bad labels") from None
 
     v = grade(tmp_path, monkeypatch, "review_detect_format", wrong_error)
-    assert failed(v, "expected a ValueError, but it raised TypeError: bad labels"), v.message
+    assert failed(v, "should raise a ValueError", "but it raised TypeError: bad labels"), v.message
 
     def silent_error(y):
         try:
@@ -117,7 +121,7 @@ def test_detect_format(tmp_path, monkeypatch, sol):
             raise ValueError() from None
 
     v = grade(tmp_path, monkeypatch, "review_detect_format", silent_error)
-    assert failed(v, "has no message"), v.message
+    assert failed(v, "raised a ValueError without a message"), v.message
 
 
 # ----------------------------------------------------------------------------- convert
@@ -169,7 +173,9 @@ def test_choose_head(tmp_path, monkeypatch, sol):
 
     v = grade(tmp_path, monkeypatch, "review_choose_head", never_raises)
     assert failed(
-        v, "choose_head('multi-label', 'integer',", "cannot describe a multi-label task", "expected a ValueError"
+        v,
+        "choose_head('multi-label', 'integer',",
+        "should raise a ValueError (integer labels cannot describe a multi-label task)",
     ), v.message
 
     def keras_class_names(task, label_format, num_classes):
@@ -232,7 +238,8 @@ def test_pairing(tmp_path, monkeypatch, sol):
     assert failed(
         v,
         "check_pairing(a one-hot array of shape (1, 3) (dtype int64), 'sparse_categorical_crossentropy', units=3)",
-        "expected a ValueError, but it returned None",
+        "should raise a ValueError (one-hot labels of shape (1, 3) with sparse_categorical_crossentropy",
+        "but it returned None",
     ), v.message
 
     def one_hot_only_for_categorical(y, loss_name, units):

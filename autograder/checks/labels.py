@@ -167,13 +167,14 @@ def _short(value: Any) -> str:
     return text if len(text) < 80 else text[:77] + "..."
 
 
-def _expect_value_error(call: dict[str, Any], what: str) -> str | None:
+def _expect_value_error(call: dict[str, Any], what: str, why: str) -> str | None:
+    """A problem sentence unless CALL raised a ValueError with a message; WHY says what is wrong with the input."""
     if call.get("ok"):
-        return f"{what}: expected a ValueError, but it returned {_short(call.get('value'))}."
+        return f"{what} should raise a ValueError ({why}), but it returned {_short(call.get('value'))}."
     if call.get("error") != "ValueError":
-        return f"{what}: expected a ValueError, but it raised {call.get('error')}: {call.get('message')}."
+        return f"{what} should raise a ValueError ({why}), but it raised {call.get('error')}: {call.get('message')}."
     if not str(call.get("message") or "").strip():
-        return f"{what}: the ValueError has no message; say what is wrong with the input."
+        return f"{what} raised a ValueError without a message; say what is wrong ({why})."
     return None
 
 
@@ -226,8 +227,8 @@ class DetectFormat(Check):
             y = np.asarray(probe["y"])
             try:
                 truth = reference_format(y)
-            except ValueError:
-                bad = _expect_value_error(call, f"For {describe(y)}")
+            except ValueError as exc:
+                bad = _expect_value_error(call, f"label_format on {describe(y)}", str(exc))
                 if bad:
                     problems.append(bad)
                 continue
@@ -324,7 +325,7 @@ class ChooseHead(Check):
                     ctx.course.label_formats, probe["task"], probe["label_format"], int(probe["num_classes"])
                 )
             except ValueError as exc:
-                bad = _expect_value_error(call, f"{what} ({exc})")
+                bad = _expect_value_error(call, what, str(exc))
                 if bad:
                     problems.append(bad)
                 continue
@@ -445,7 +446,7 @@ class Pairing(Check):
             what = f"check_pairing({describe(y)}, {loss!r}, units={units})"
             wrong = reference_pairing(y, loss, units)
             if wrong:
-                bad = _expect_value_error(call, f"{what} ({wrong})")
+                bad = _expect_value_error(call, what, wrong)
                 if bad:
                     problems.append(bad)
             elif not call.get("ok"):
@@ -542,6 +543,10 @@ def _format_word(y: np.ndarray) -> str:
 def _model_head_problems(ctx: CheckContext, ref: Any) -> list[str]:
     spec = ctx.model_spec
     assert spec is not None
+    try:
+        model = load_recorded_model(ref)
+    except RecordedModelError as exc:
+        return [str(exc)]
     problems: list[str] = []
     loss = canonical_loss(recorded_loss(ref))
     if loss is None:
@@ -551,10 +556,6 @@ def _model_head_problems(ctx: CheckContext, ref: Any) -> list[str]:
             f"the model is compiled with {loss}, but {spec.label_format} labels of shape "
             f"{ctx.course.label_formats[spec.label_format].shape} need {spec.loss}."
         )
-    try:
-        model = load_recorded_model(ref)
-    except RecordedModelError as exc:
-        return problems + [str(exc)]
     units, activation = last_layer_head(model)
     if units != spec.units:
         problems.append(
