@@ -54,6 +54,9 @@ def rebuild(
     answer_ids = {_grade_id(c) for c in source.cells if is_solution(c)} - {None}
     answer_cell_ids = {c.get("id") for c in source.cells if is_solution(c)} - {None}
     source_ids = {_grade_id(c) for c in source.cells} - {None}
+    fixed = [c for c in source.cells if not is_solution(c)]
+    fixed_ids = {c.get("id") for c in fixed} - {None}
+    fixed_texts = {_answer_source(c).strip() for c in fixed}
     stubs = {_grade_id(c): c for c in (release.cells if release else []) if _grade_id(c)}
 
     # 1. walk the student's cells: first match per answer, extra cells grouped after the last answer seen
@@ -68,7 +71,7 @@ def rebuild(
         if gid in answer_ids and gid not in answers:
             answers[gid] = cell
             last_answer = gid
-        elif gid in source_ids and gid not in answer_ids:
+        elif (gid in source_ids and gid not in answer_ids) or _copy_of_source(cell, fixed_ids, fixed_texts):
             report.dropped_cells += 1  # the student's copy of a source cell: the source's version is used
         else:
             extras.setdefault(last_answer, []).append(cell)
@@ -102,6 +105,11 @@ def rebuild(
     nb.nbformat, nb.nbformat_minor = 4, max(5, source.get("nbformat_minor", 5))
     _unique_ids(nb)
     return nb, report
+
+
+def _copy_of_source(cell: NotebookNode, fixed_ids: set[str], fixed_texts: set[str]) -> bool:
+    """A student's copy of an instructions/test cell (same cell id, or same text): not the student's own work."""
+    return cell.get("id") in fixed_ids or _answer_source(cell).strip() in fixed_texts
 
 
 def _extra(cell: NotebookNode) -> NotebookNode:

@@ -26,7 +26,7 @@ profiles:
   student: {data: generated}
   grading: {data: generated}
 grading:
-  cell_timeout: 8
+  cell_timeout: 5
   notebook_timeout: 40
   memory_mb: 1024
   max_processes: 64
