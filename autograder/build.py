@@ -100,11 +100,30 @@ def dumps_notebook(nb: nbformat.NotebookNode, workdirs: Iterable[Path] = ()) -> 
     for cell in nb.cells:
         for key in ("execution", "ExecuteTime", "collapsed", "scrolled"):
             cell.metadata.pop(key, None)
+        if cell.cell_type == "code":
+            cell.outputs = _coalesce_streams(cell.outputs)
         for out in cell.get("outputs", []):
             out.get("metadata", {}).pop("execution", None)
             _scrub_output(out, replacements)
     text = nbformat.writes(nb, version=4)
     return text if text.endswith("\n") else text + "\n"
+
+
+def _coalesce_streams(outputs: list[Any]) -> list[Any]:
+    """Merge consecutive stdout (or stderr) chunks: how a print is split into messages depends on timing."""
+    merged: list[Any] = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if (
+            out.get("output_type") == "stream"
+            and last is not None
+            and last.get("output_type") == "stream"
+            and last.get("name") == out.get("name")
+        ):
+            last["text"] += out["text"]
+        else:
+            merged.append(out)
+    return merged
 
 
 def _scrub(text: str, replacements: list[str]) -> str:

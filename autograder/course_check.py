@@ -11,7 +11,8 @@ Checks, in order, and reports every finding (not only the first):
    notebook runs with the grader's probes and the judge scores it);
 4. release/ equals what `course build` would generate now (byte for byte), solutions/ has the
    source's cells (sources compared, not outputs), cnnvis/settings.json and release/toolkit/ match;
-5. no solution code and no hidden test text in release/, no hidden test text in solutions/.
+5. no solution code and no hidden test text in release/, no hidden test text in solutions/;
+6. examples/mistakes/<id>.yml valid with edits that apply, examples/submissions/ in sync.
 Exit status 1 with a readable report when anything is found.
 """
 
@@ -312,6 +313,36 @@ def check_leaks(course: Course, assignments: list[Assignment]):
                     yield from find_leaks(_rel(course, path), build.read_notebook(path), secrets)
 
 
+# --------------------------------------------------------------------------- 6. examples
+
+
+def check_examples(course: Course, assignments: list[Assignment]):
+    """Mistakes files valid and applicable, examples/submissions/ what `python -m autograder.examples` writes."""
+    from autograder import examples
+
+    wanted = {a.id for a in assignments}
+    for a in assignments:
+        if not (course.release_dir / a.id).is_dir():
+            continue
+        where = (examples.MISTAKES_DIR / f"{a.id}.yml").as_posix()
+        try:
+            spec = examples.load_mistakes(course, a)
+            if spec is None or not spec.partial:
+                yield Finding("examples", where, "missing or without `partial:`: the demo has no partly wrong student")
+            examples.mistake_submissions(course, [a.id])
+        except examples.ExampleError as exc:
+            yield Finding("examples", where, str(exc).split(": ", 1)[-1])
+    try:
+        expected = examples.example_submissions(course, log=lambda _m: None)
+    except examples.ExampleError:
+        return  # already reported above
+    folder = course.root / examples.SUBMISSIONS_DIR
+    for rel, text in expected.items():
+        path = folder / rel
+        if rel.split("/")[1] in wanted and (not path.is_file() or path.read_text(encoding="utf-8") != text):
+            yield Finding("examples", _rel(course, path), "out of sync: run `python -m autograder.examples`")
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -331,6 +362,7 @@ def run_checks(course: Course, assignment_ids: list[str] | None = None, fast: bo
                     log(f"  ran {a.id}/{notebook.filename} against its tests ({time.perf_counter() - t0:.1f} s)")
     findings += check_sync(course, assignments)
     findings += check_leaks(course, assignments)
+    findings += check_examples(course, assignments)
     return findings
 
 

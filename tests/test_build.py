@@ -48,8 +48,19 @@ def _index(nb, grade_id: str) -> int:
     return next(i for i, c in enumerate(nb.cells) if build.nbgrader_meta(c).get("grade_id") == grade_id)
 
 
+def _sync_without_executing(course) -> None:
+    """Bring the copy in sync with its source cheaply (solutions are compared by cell source only)."""
+    build.write_release(course, ["review"], log=lambda _m: None)
+    build.write_toolkit(course, log=lambda _m: None)
+    source = build.read_notebook(course.source_dir / "review" / "label_loss_review.ipynb")
+    solution = course.solutions_dir / "review" / "label_loss_review.ipynb"
+    solution.write_text(build.dumps_notebook(build.solution_notebook(source)), encoding="utf-8")
+    examples.write_examples(course, log=lambda _m: None)
+
+
 def test_check_names_planted_leaks_and_out_of_sync_cells(review_course: Path):
     course = load_course(review_course)
+    _sync_without_executing(course)
     source = build.read_notebook(course.source_dir / "review" / "label_loss_review.ipynb")
     release_path = course.release_dir / "review" / "label_loss_review.ipynb"
     solution_path = course.solutions_dir / "review" / "label_loss_review.ipynb"
@@ -82,6 +93,7 @@ def test_check_names_planted_leaks_and_out_of_sync_cells(review_course: Path):
 
     findings = {(f.section, str(f)) for f in run_checks(course, ["review"], fast=True, log=lambda _m: None)}
     rel, sol = "release/review/label_loss_review.ipynb", "solutions/review/label_loss_review.ipynb"
+    stale_example = "out of sync: run `python -m autograder.examples`"
     assert findings == {
         (
             "sync",
@@ -90,6 +102,8 @@ def test_check_names_planted_leaks_and_out_of_sync_cells(review_course: Path):
         ("sync", f"{sol} cell {t} (review_losses): differs from the source"),
         ("leaks", f"{rel} cell {r} ({answer_id}): contains solution code: {secret!r}"),
         ("leaks", f"{sol} cell {t} (review_losses): contains hidden test code: {hidden!r}"),
+        # the untouched example is the release as is, so it no longer matches the (tampered) release
+        ("examples", f"examples/submissions/student_untouched/{rel.removeprefix('release/')}: {stale_example}"),
     }
 
 
