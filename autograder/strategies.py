@@ -16,13 +16,15 @@ Conventions (the same ones the review notebook teaches):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
+from hypothesis.internal.conjecture import providers
 
 T = TypeVar("T")
 
@@ -37,8 +39,30 @@ class_counts = st.integers(MIN_CLASSES, MAX_CLASSES)
 EXTREME_PROBABILITIES = (0.0, 1.0, 1e-12, 1e-9, 1.0 - 1e-9, 1.0 - 1e-12)
 
 
+@contextmanager
+def _without_local_constants() -> Iterator[None]:
+    """Stop hypothesis from mixing in constants it scrapes from the local modules already imported.
+
+    Hypothesis (6.13x+) sometimes draws a literal found in any non-site-packages module in
+    sys.modules. Then the probes would depend on what the grading process happened to import, and
+    on every edit to the course's own code: grading the same submission twice could differ.
+    """
+    saved = providers._get_local_constants
+    providers._get_local_constants = lambda: providers.Constants()
+    providers.CONSTANTS_CACHE.cache.clear()
+    try:
+        yield
+    finally:
+        providers._get_local_constants = saved
+        providers.CONSTANTS_CACHE.cache.clear()
+
+
 def draw_examples(strategy: st.SearchStrategy[T], n: int, seed: int) -> list[T]:
-    """N examples of STRATEGY, the same for the same SEED on every run (no database, no clock)."""
+    """N examples of STRATEGY, the same for the same SEED on every run and in every process.
+
+    No example database, no clock (deadline=None), a fixed seed, and none of hypothesis's
+    constants scraped from whatever local modules are imported.
+    """
     found: list[T] = []
 
     @hypothesis_seed(seed)
@@ -54,7 +78,8 @@ def draw_examples(strategy: st.SearchStrategy[T], n: int, seed: int) -> list[T]:
     def collect(example: T) -> None:
         found.append(example)
 
-    collect()
+    with _without_local_constants():
+        collect()
     return found[:n]
 
 

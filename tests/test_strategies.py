@@ -77,3 +77,14 @@ def test_probe_generation_is_fast():
     S.draw_examples(S.labelled_arrays(), 30, 0)
     S.draw_examples(S.class_counts.flatmap(lambda c: S.sigmoid_probabilities(64, c)), 10, 0)
     assert time.perf_counter() - start < 2.0
+
+
+def test_examples_do_not_depend_on_the_local_modules_imported(tmp_path, monkeypatch):
+    """Hypothesis scrapes literals from local modules; probes must not change when the grader imports more."""
+    before = S.draw_examples(S.labelled_arrays(), 40, 11)
+    module = tmp_path / "probe_constants_module.py"
+    # hypothesis keeps integers outside (-100, 100) and non-zero floats; these fit the strategies' seed draws
+    module.write_text("SEEDS = (1_000_003, 20_250_611, 4_000_000_007, 123_456_789)\nRATES = (0.123456, 0.654321)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    __import__("probe_constants_module")
+    assert _same(before, S.draw_examples(S.labelled_arrays(), 40, 11))
