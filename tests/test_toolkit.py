@@ -1,0 +1,152 @@
+"""cnnvis.models (VGG16 base offline), cnnvis.images (RGB loading, overlays, PNGs) and cnnvis.plots."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnvis import images, models
+
+matplotlib.use("Agg")  # before cnnvis.plots is imported by any test below
+
+
+@pytest.fixture
+def no_vgg16_weights(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_keras_home"))
+    monkeypatch.delenv(models.VGG16_WEIGHTS_ENV, raising=False)
+
+
+def test_vgg16_base_offline_has_the_seed_parameter_count(no_vgg16_weights, capsys) -> None:
+    base = models.vgg16_base()
+    out = capsys.readouterr()
+    assert base.count_params() == models.VGG16_BASE_PARAMS == 14_714_688
+    assert tuple(base.output.shape) == (None, 7, 7, 512)
+    assert [layer.name for layer in base.layers][-1] == "block5_pool"
+    assert "random weights" in out.out and out.out.count("\n") == 1
+    assert out.err == ""  # nbgrader zeroes a cell that wrote to stderr
+    with pytest.raises(FileNotFoundError, match="VGG16 ImageNet weights not found"):
+        models.vgg16_base(weights="imagenet")
+    with pytest.raises(ValueError):
+        models.vgg16_base(weights="random")
+
+
+def test_vgg16_base_loads_a_weights_file_from_path_or_environment(no_vgg16_weights, tmp_path, monkeypatch, capsys):
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    # A stand-in for the ImageNet file, in the same legacy HDF5 layout Keras ships it in.
+    source = models.vgg16_base(input_shape=(32, 32, 3), weights="none")
+    path = tmp_path / models.VGG16_NOTOP_FILE
+    with h5py.File(path, "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, source)
+    loaded = models.vgg16_base(input_shape=(32, 32, 3), weights_path=str(path))
+    assert f"weights from {path}" in capsys.readouterr().out
+    for expected, actual in zip(source.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(expected, actual)
+    monkeypatch.setenv(models.VGG16_WEIGHTS_ENV, str(path))
+    assert models.find_vgg16_weights() == path
+    from_env = models.vgg16_base(input_shape=(32, 32, 3), weights="imagenet")
+    np.testing.assert_array_equal(from_env.get_weights()[0], source.get_weights()[0])
+
+
+def test_vgg16_preprocess_is_caffe_bgr_mean_centred() -> None:
+    rgb = np.random.default_rng(0).random((2, 4, 5, 3), dtype=np.float32)
+    out = models.vgg16_preprocess(rgb)
+    assert out.dtype == np.float32 and out.shape == rgb.shape
+    expected = rgb[..., ::-1] * 255.0 - np.array([103.939, 116.779, 123.68], dtype=np.float32)
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+    np.testing.assert_array_equal(rgb, np.random.default_rng(0).random((2, 4, 5, 3), dtype=np.float32))
+
+
+def test_load_image_is_rgb_resized_and_scaled(tmp_path) -> None:
+    path = tmp_path / "red.jpg"
+    pixels = np.zeros((20, 30, 3), dtype=np.uint8)
+    pixels[..., 0] = 250  # pure red: channel 0 must stay the largest (BGR would make it blue)
+    Image.fromarray(pixels).save(path, quality=95)
+    image = images.load_image(path, 16)
+    assert image.shape == (16, 16, 3) and image.dtype == np.float32
+    assert image[..., 0].min() > 0.9 and image[..., 2].max() < 0.1
+    assert images.load_image(path, (8, 12)).shape == (8, 12, 3)
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.full((10, 10), 128, dtype=np.uint8), mode="L").save(grey)
+    np.testing.assert_allclose(images.load_image(grey, 10), 128 / 255, atol=1e-6)
+
+
+def test_to_uint8_rounds_and_clips() -> None:
+    values = np.array([-0.5, 0.0, 0.5, 1.0, 2.0], dtype=np.float32)
+    assert images.to_uint8(values).tolist() == [0, 0, 128, 255, 255]
+
+
+@pytest.mark.parametrize(
+    "image_shape, heatmap_shape",
+    [((32, 32, 3), (32, 32)), ((32, 32, 3), (4, 4)), ((28, 28, 1), (3, 3)), ((28, 28), (28, 28))],
+)
+def test_overlay_is_rgb_in_unit_range_and_resizes_the_heatmap(image_shape, heatmap_shape) -> None:
+    rng = np.random.default_rng(1)
+    image = rng.random(image_shape, dtype=np.float32)
+    heatmap = rng.normal(size=heatmap_shape).astype(np.float32) * 100  # any scale
+    out = images.overlay(image, heatmap)
+    assert out.shape == (*image_shape[:2], 3) and out.dtype == np.float32
+    assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_overlay_handles_flat_and_non_finite_maps_and_blends() -> None:
+    image = np.full((8, 8, 3), 0.5, dtype=np.float32)
+    flat = images.overlay(image, np.zeros((8, 8), dtype=np.float32))
+    assert np.isfinite(flat).all()
+    broken = np.ones((8, 8), dtype=np.float32)
+    broken[0, 0] = np.nan
+    assert np.isfinite(images.overlay(image, broken)).all()
+    assert np.array_equal(images.overlay(image, np.eye(8), alpha=0.0), image)
+    hot = images.overlay(image, np.eye(8), alpha=1.0)
+    np.testing.assert_allclose(hot[0, 0], images.colorize(np.ones((1, 1)))[0, 0], atol=1e-6)  # jet's top: dark red
+    with pytest.raises(ValueError):
+        images.overlay(image, np.zeros((2, 8, 8)))
+
+
+def test_save_heatmap_png_is_deterministic(tmp_path) -> None:
+    rng = np.random.default_rng(2)
+    image, heatmap = rng.random((24, 24, 3), dtype=np.float32), rng.random((6, 6), dtype=np.float32)
+    first = images.save_heatmap_png(tmp_path / "a" / "map.png", image, heatmap)
+    second = images.save_heatmap_png(tmp_path / "b.png", image, heatmap)
+    assert first.read_bytes() == second.read_bytes()
+    with Image.open(first) as png:
+        assert png.format == "PNG" and png.size == (24, 24) and png.mode == "RGB"
+        assert np.array_equal(np.asarray(png), images.to_uint8(images.overlay(image, heatmap)))
+
+
+def _png_size(fig) -> tuple[int, int]:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=50)
+    with Image.open(io.BytesIO(buffer.getvalue())) as png:
+        return png.size
+
+
+def test_plots_return_figures_without_ticks() -> None:
+    import matplotlib.pyplot as plt
+
+    from cnnvis import data, plots
+
+    sample = data.generate_cats_vs_dogs(3, 48, seed=0)
+    maps = np.random.default_rng(0).random((3, 6, 6), dtype=np.float32)
+    titles = [sample.class_names[label] for label in sample.labels]
+
+    fig = plots.show_images(sample.images, titles=titles, ncols=2)
+    assert len([ax for ax in fig.axes if ax.images]) == 3 and _png_size(fig)[0] > 0
+    fig = plots.show_heatmaps(sample.images, maps, titles=titles, boxes=sample.boxes)
+    image_axes = [ax for ax in fig.axes if ax.images]
+    assert len(image_axes) == 3 and all(len(ax.patches) == 1 for ax in image_axes)
+    assert len(fig.axes) == 3 + 1  # min(ncols, n) columns, plus the colour bar
+    fig = plots.compare_heatmaps(sample.images, {"CAM": maps, "saliency": maps**2}, titles=titles)
+    assert len(fig.axes) == 9
+    assert all(not ax.get_xticks().size and not ax.get_yticks().size for ax in fig.axes)
+    assert [fig.axes[i].get_ylabel() for i in (0, 3, 6)] == ["image", "CAM", "saliency"]
+    with pytest.raises(ValueError):
+        plots.show_heatmaps(sample.images, maps[:2])
+    with pytest.raises(ValueError):
+        plots.show_images(sample.images, titles=["one"])
+    plt.close("all")
