@@ -204,6 +204,18 @@ def _compare_files(course: Course, section: str, folder: Path, expected: dict[st
                 yield Finding(section, _rel(course, path), "not produced by `course build` (stale file?)")
 
 
+def solution_difference(source: Path, solution: Path) -> str | None:
+    """None when SOLUTION has SOURCE's cells (by type and source, outputs ignored); else where it differs."""
+    expected = build.solution_notebook(build.read_notebook(source))
+    actual = build.read_notebook(solution)
+    for i, (ce, ca) in enumerate(zip(expected.cells, actual.cells, strict=False)):
+        if ce.cell_type != ca.cell_type or ce.source != ca.source:
+            return f" {cell_label(i, ca)}"
+    if len(expected.cells) != len(actual.cells):
+        return f" ({len(actual.cells)} cells, the source has {len(expected.cells)})"
+    return None
+
+
 def check_sync(course: Course, assignments: list[Assignment]):
     built = [a for a in assignments if (course.source_dir / a.id).is_dir()]
     if built:
@@ -223,17 +235,9 @@ def check_sync(course: Course, assignments: list[Assignment]):
             if not sol.is_file():
                 yield Finding("sync", _rel(course, sol), "missing: run `course build`")
                 continue
-            expected = build.solution_notebook(build.read_notebook(src))
-            actual = build.read_notebook(sol)
-            for i, (ce, ca) in enumerate(zip(expected.cells, actual.cells, strict=False)):
-                if ce.cell_type != ca.cell_type or ce.source != ca.source:
-                    yield Finding("sync", f"{_rel(course, sol)} {cell_label(i, ca)}", "differs from the source")
-                    break
-            else:
-                if len(expected.cells) != len(actual.cells):
-                    yield Finding(
-                        "sync", _rel(course, sol), f"{len(actual.cells)} cells, the source has {len(expected.cells)}"
-                    )
+            difference = solution_difference(src, sol)
+            if difference:
+                yield Finding("sync", f"{_rel(course, sol)}{difference}", "differs from the source")
     settings = build.settings_path(course)
     if not settings.is_file() or settings.read_text(encoding="utf-8") != build.settings_json(course):
         yield Finding("sync", _rel(course, settings), "out of sync with course.yml: run `course build`")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from autograder import build, examples
 from autograder.course import Course, load_course
+from autograder.course_check import solution_difference
 
 
 def refresh_release(course: Course, log=print) -> list[str]:
@@ -39,8 +40,10 @@ def refresh_release(course: Course, log=print) -> list[str]:
     if stale:
         build.write_release(course, stale, log)
     for a in todo:
-        if not all((course.solutions_dir / a.id / nb.filename).is_file() for nb in a.notebooks):
-            log(f"  note: solutions/{a.id}/ is missing; `course build --assignment {a.id}` executes it")
+        for nb in a.notebooks:
+            solution = course.solutions_dir / a.id / nb.filename
+            if not solution.is_file() or solution_difference(course.source_dir / a.id / nb.filename, solution):
+                log(f"  note: solutions/{a.id}/{nb.filename} is missing or stale: `course build --assignment {a.id}`")
     return stale
 
 
