@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import os
 import shutil
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -115,8 +116,8 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
     nb, report = rebuild(source, submitted.notebook, release)
     nb_work = job.work / spec.name
     copy = _working_copy(job, nb_work)
-    runtime = nb_work / "runtime"
-    runtime.mkdir()
+    # IPC socket paths must fit in sun_path (107 bytes): a folder under OUT is often too deep.
+    runtime = Path(tempfile.mkdtemp(prefix="cg-"))
     if cfg.uid is not None:
         _chown_tree(copy, cfg.uid)
     plan = SandboxPlan(
@@ -128,7 +129,10 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
         uid=cfg.uid,
     )
     out["timings"]["prepare"] = time.monotonic() - t0
-    outcome = execute_notebook(nb, plan, nb_work / "kernel.log")
+    try:
+        outcome = execute_notebook(nb, plan, nb_work / "kernel.log")
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
     out["timings"]["execute"] = outcome.seconds
     out["cells_run"] = outcome.cells_run
 
