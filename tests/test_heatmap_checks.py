@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_reference import ROOT, seed_cnn
+from test_reference import ROOT, seed_cnn, seed_vgg16
 
 from autograder.checks import CheckContext, get_check
 from autograder.course import load_course
@@ -279,6 +279,19 @@ def test_gradcam_correct_student_passes_and_mistakes_are_named(tmp_path, lab3_sm
         lambda m, images, class_index, upsample: student_gradcam(m, images, class_index, True),
     )
     assert "with upsample=False return the map at the conv layer's grid" in ignores_upsample, ignores_upsample
+
+
+def test_lab4_gradcam_on_vgg16_accepts_the_reference_output(tmp_path):
+    """The Lab 4 part as course.yml has it (VGG16 preprocessing, block5_conv3), at 64x64 to keep VGG16 cheap."""
+    from autograder.reference import GradCAM
+
+    ctx = context("lab4_gradcam", size=SMALL)
+    model = seed_vgg16(size=SMALL)
+    reference = GradCAM(model, "block5_conv3")
+    calls = get_check("heatmaps.gradcam").probes(ctx)
+    assert calls[0]["images"].shape == (6, SMALL, SMALL, 3) and calls[0]["images"].min() < -100  # caffe-style
+    student = lambda m, images, class_index, upsample: reference(images, class_index, upsample)  # noqa: E731
+    assert grade(tmp_path, ctx, model, student) == ""
 
 
 def test_missing_model_is_reported(tmp_path, lab1):

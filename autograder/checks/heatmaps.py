@@ -328,6 +328,7 @@ class Judgement:
                 return ": with upsample=False return the map at the conv layer's grid, not resized"
             if probe.upsample:
                 return ": with upsample=True resize the map to the input size"
+            return f": the map at the grid of layer {self.layer}"
         if len(got) == 3 and got[0] != want[0]:
             return ": return one map per image in the batch"
         return ""
