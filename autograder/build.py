@@ -218,6 +218,8 @@ def execution_env(course: Course, profile: str = "student") -> dict[str, str]:
     env = dict(os.environ)
     for key in ("CNNVIS_EVIDENCE_DIR", "CNNVIS_PROBES_DIR"):
         env.pop(key, None)
+    # the course's own toolkit (course.root/cnnvis) before any installed copy: solutions are built with it
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(course.root), env.get("PYTHONPATH")) if p)
     env.update(
         CNNVIS_PROFILE=profile,
         CNNVIS_SETTINGS=str(settings_path(course)),
