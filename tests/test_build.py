@@ -109,17 +109,18 @@ def test_check_names_planted_leaks_and_out_of_sync_cells(review_course: Path):
 
 def test_examples_are_deterministic_and_edits_must_apply(review_course: Path):
     course = load_course(review_course)
-    committed = {
+    examples.write_examples(course, log=lambda _m: None)
+    written = {
         p.relative_to(review_course / "examples" / "submissions").as_posix(): p.read_text(encoding="utf-8")
         for p in sorted((review_course / "examples" / "submissions").glob("*/review/*.ipynb"))
     }
-    assert examples.example_submissions(course, log=lambda _m: None) == committed
-    assert set(committed) == {f"{s}/review/label_loss_review.ipynb" for s in examples.STUDENTS}
-    assert "raise NotImplementedError" not in committed["student_complete/review/label_loss_review.ipynb"]
-    assert (
-        committed["student_partial/review/label_loss_review.ipynb"]
-        != committed["student_complete/review/label_loss_review.ipynb"]
-    )
+    assert examples.example_submissions(course, log=lambda _m: None) == written
+    assert set(written) == {f"{s}/review/label_loss_review.ipynb" for s in examples.STUDENTS}
+    complete = written["student_complete/review/label_loss_review.ipynb"]
+    assert "raise NotImplementedError" not in complete and "BEGIN SOLUTION" not in complete
+    assert written["student_partial/review/label_loss_review.ipynb"] != complete
+    release = (review_course / "release" / "review" / "label_loss_review.ipynb").read_text(encoding="utf-8")
+    assert written["student_untouched/review/label_loss_review.ipynb"] == release
 
     path = review_course / "examples" / "mistakes" / "review.yml"
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
