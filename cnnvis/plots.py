@@ -15,7 +15,15 @@ import numpy as np
 
 from cnnvis.images import _as_rgb, _normalised_map, overlay
 
-if "matplotlib.pyplot" not in sys.modules and "MPLBACKEND" not in os.environ and "ipykernel" not in sys.modules:
+
+def _headless_script() -> bool:
+    """No backend chosen yet, not in a notebook kernel, and no display to draw on."""
+    chosen = "matplotlib.pyplot" in sys.modules or "MPLBACKEND" in os.environ or "ipykernel" in sys.modules
+    has_display = sys.platform != "linux" or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return not chosen and not has_display
+
+
+if _headless_script():
     import matplotlib
 
     matplotlib.use("Agg")
