@@ -253,14 +253,12 @@ class Judgement:
     """One judge run: reference maps computed once per (class, upsample), problems gathered in order."""
 
     def __init__(self, check: HeatmapCheck, pset: ProbeSet, evidence: Evidence, model, layer, reference, tol: float):
-        self.check, self.pset, self.model, self.layer, self.reference, self.tol = (
-            check,
-            pset,
-            model,
-            layer,
-            reference,
-            tol,
-        )
+        self.check = check
+        self.pset = pset
+        self.model = model
+        self.layer = layer
+        self.reference = reference
+        self.tol = tol
         self.values = [_as_maps(call.get("value")) for call in evidence.calls]
         self._cache: dict[tuple, ReferenceMaps] = {}
         self.problems: list[str] = []
