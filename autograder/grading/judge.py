@@ -49,17 +49,41 @@ def write_probes(course: Course, assignment: Assignment, notebook: Notebook, fol
         write_bundle(Path(folder) / ctx.part.grade_id, list(calls), name="calls")
 
 
+NO_EVIDENCE = (
+    "No result was recorded for this part: the graded cell was not reached, or an error "
+    "(see the cells above it) stopped it before its hidden checks ran."
+)
+
+
+def cell_errors(nb: Any) -> dict[str, str]:
+    """grade_id -> "Name: message" of the error each executed test cell ended with (no traceback).
+
+    Only the exception's name and message are kept: a traceback could quote hidden test lines.
+    """
+    errors = {}
+    for cell in nb.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        for out in cell.get("outputs", []):
+            if grade_id and out.get("output_type") == "error":
+                errors[grade_id] = f"{out.get('ename', 'Error')}: {str(out.get('evalue', ''))[:400]}"
+    return errors
+
+
+def explain_missing(verdicts: list[Verdict], errors: dict[str, str]) -> list[Verdict]:
+    """Add the graded cell's own error to verdicts that found no evidence, so feedback says why."""
+    out = []
+    for v in verdicts:
+        if v.message == NO_EVIDENCE and v.grade_id in errors:
+            v = Verdict(v.grade_id, v.score, v.max_score, f"{NO_EVIDENCE} The cell stopped with {errors[v.grade_id]}")
+        out.append(v)
+    return out
+
+
 def judge_part(ctx: CheckContext, evidence_dir: Path, probes_dir: Path, max_bytes: int) -> Verdict:
     part = ctx.part
     folder = Path(evidence_dir) / part.grade_id
     if not (folder / "record.json").is_file():
-        return Verdict(
-            part.grade_id,
-            0.0,
-            part.points,
-            "No result was recorded for this part: the graded cell was not reached, or an error "
-            "(see the cells above it) stopped it before its hidden checks ran.",
-        )
+        return Verdict(part.grade_id, 0.0, part.points, NO_EVIDENCE)
     try:
         record = read_bundle(folder, "record", max_bytes=max_bytes)
         probes = read_bundle(Path(probes_dir) / part.grade_id, "calls")

@@ -26,7 +26,7 @@ from autograder.course import Assignment, Course, Notebook
 from autograder.grading.evidence_copy import EvidenceTooLarge, collect_evidence
 from autograder.grading.executor import execute_notebook
 from autograder.grading.feedback import write_feedback
-from autograder.grading.judge import Verdict, judge_notebook
+from autograder.grading.judge import Verdict, cell_errors, explain_missing, judge_notebook
 from autograder.grading.rebuild import rebuild
 from autograder.grading.sandbox import Limits, SandboxPlan
 from autograder.grading.store import write_atomic
@@ -141,7 +141,8 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
     max_bytes = course.grading.max_evidence_mb * 1024 * 1024
     try:
         collect_evidence(copy / "evidence", evidence, max_bytes)
-        verdicts = [v.to_dict() for v in judge_notebook(course, assignment, spec, evidence, plan.probes)]
+        judged = judge_notebook(course, assignment, spec, evidence, plan.probes)
+        verdicts = [v.to_dict() for v in explain_missing(judged, cell_errors(nb))]
     except EvidenceTooLarge as exc:
         verdicts = _zero_verdicts(spec, f"The notebook left {exc}; nothing was judged.")
     out["timings"]["judge"] = time.monotonic() - t0

@@ -20,7 +20,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from autograder.course import Course, load_course
-from autograder.grading.judge import Verdict, judge_notebook, write_probes
+from autograder.grading.judge import Verdict, cell_errors, explain_missing, judge_notebook, write_probes
 from cnnvis.evidence import EVIDENCE_ENV, PROBES_ENV
 
 KERNEL_ARGS = ["--IPKernelApp.capture_fd_output=False"]
@@ -72,7 +72,7 @@ def run_trial(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return nb, judge_notebook(course, assignment, notebook, evidence, probes)
+    return nb, explain_missing(judge_notebook(course, assignment, notebook, evidence, probes), cell_errors(nb))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,45 @@
+"""The judge's wording when a graded cell recorded nothing: the cell's own error is passed on, the traceback is not."""
+
+from __future__ import annotations
+
+import nbformat
+
+from autograder.grading.judge import NO_EVIDENCE, Verdict, cell_errors, explain_missing
+
+
+def _executed_notebook() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    failed = nbformat.v4.new_code_cell("assert False, 'expected (None, 28, 28, 16)'")
+    failed.metadata["nbgrader"] = {"grade": True, "grade_id": "lab1_model", "points": 2}
+    failed.outputs = [
+        nbformat.v4.new_output(
+            "error",
+            ename="AssertionError",
+            evalue="expected (None, 28, 28, 16)",
+            traceback=["evidence.record('lab1_model', secret_hidden_line)"],
+        )
+    ]
+    passed = nbformat.v4.new_code_cell("pass")
+    passed.metadata["nbgrader"] = {"grade": True, "grade_id": "lab1_cam", "points": 4}
+    nb.cells = [failed, passed]
+    return nb
+
+
+def test_cell_errors_keep_name_and_message_only():
+    errors = cell_errors(_executed_notebook())
+    assert errors == {"lab1_model": "AssertionError: expected (None, 28, 28, 16)"}
+
+
+def test_explain_missing_adds_the_cells_error_to_missing_evidence_only():
+    verdicts = [
+        Verdict("lab1_model", 0.0, 2.0, NO_EVIDENCE),
+        Verdict("lab1_cam", 0.0, 4.0, NO_EVIDENCE),
+        Verdict("lab1_labels", 0.0, 2.0, "- labels have the wrong shape"),
+    ]
+    out = explain_missing(verdicts, {**cell_errors(_executed_notebook()), "lab1_labels": "ValueError: x"})
+    assert out[0].message.startswith(NO_EVIDENCE)
+    assert out[0].message.endswith("AssertionError: expected (None, 28, 28, 16)")
+    assert "secret_hidden_line" not in out[0].message
+    assert out[1].message == NO_EVIDENCE
+    assert out[2].message == "- labels have the wrong shape"
+    assert [v.score for v in out] == [0.0, 0.0, 0.0]
