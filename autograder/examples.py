@@ -218,7 +218,11 @@ def write_examples(course: Course, log=print) -> Path:
 
 
 def mistake_submissions(course: Course, assignment_ids: list[str] | None = None) -> dict[str, Any]:
-    """{relative path: notebook text} and their MistakeSubmission records, one per mistake."""
+    """{relative path: notebook text} and their MistakeSubmission records, one per mistake.
+
+    A mistake that is exactly the example's `student_partial` (partial: [that id]) is left out: the
+    bundled example already is that submission, and grading it twice would only cost time.
+    """
     files: dict[str, str] = {}
     records: list[MistakeSubmission] = []
     wanted = set(assignment_ids or [a.id for a in course.assignments])
@@ -230,6 +234,8 @@ def mistake_submissions(course: Course, assignment_ids: list[str] | None = None)
             if src.notebook != mistakes.notebook:
                 continue
             for mistake in mistakes.mistakes.values():
+                if list(mistakes.partial) == [mistake.id]:
+                    continue
                 student = f"mistake-{assignment.id}-{mistake.id}"
                 nb = apply_mistake(src.complete, mistakes, mistake.id)
                 files[f"{student}/{assignment.id}/{src.notebook}.ipynb"] = dumps_notebook(nb)

@@ -13,14 +13,24 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from cnnvis.images import _as_rgb, _normalised_map, overlay
+from cnnvis.images import _as_rgb, overlay
 
-if "matplotlib.pyplot" not in sys.modules and "MPLBACKEND" not in os.environ and "ipykernel" not in sys.modules:
+
+def _headless_script() -> bool:
+    """No backend chosen yet, not in a notebook kernel, and no display to draw on."""
+    chosen = "matplotlib.pyplot" in sys.modules or "MPLBACKEND" in os.environ or "ipykernel" in sys.modules
+    has_display = sys.platform != "linux" or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return not chosen and not has_display
+
+
+if _headless_script():
     import matplotlib
 
     matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend choice)
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
@@ -79,19 +89,17 @@ def show_heatmaps(
         raise ValueError(f"got {len(heatmaps)} heatmaps for {len(images)} images")
     titles = _titles(titles, len(images))
     fig, axes = _grid(len(images), ncols, extra_width=0.8)
-    shown = None
     for index, (ax, image, heatmap, title) in enumerate(zip(axes.flat, images, heatmaps, titles, strict=False)):
         ax.imshow(overlay(image, heatmap, alpha=alpha), interpolation="nearest")
-        # An invisible image of the normalised map gives the colour bar its scale.
-        shown = ax.imshow(_normalised_map(heatmap, heatmap.shape[:2]), cmap="jet", vmin=0, vmax=1, alpha=0.0)
-        ax.set_xlim(-0.5, image.shape[1] - 0.5)
-        ax.set_ylim(image.shape[0] - 0.5, -0.5)
         if boxes is not None:
             _draw_box(ax, boxes[index])
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    if shown is not None:
-        fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02, label="normalised heat")
+    # Overlays are normalised per image, so one 0-1 jet scale describes them all; room is kept for it
+    # on the right so that the figure needs no bbox_inches="tight" to show it whole.
+    right = 1.0 - 0.9 / fig.get_figwidth()
+    fig.tight_layout(rect=(0.0, 0.0, right, 1.0))
+    colour_bar = fig.add_axes((right + 0.1 / fig.get_figwidth(), 0.15, 0.15 / fig.get_figwidth(), 0.7))
+    fig.colorbar(ScalarMappable(norm=Normalize(0.0, 1.0), cmap="jet"), cax=colour_bar, label="normalised heat")
     return fig
 
 
