@@ -234,10 +234,10 @@ def mistake_submissions(course: Course, assignment_ids: list[str] | None = None)
             if src.notebook != mistakes.notebook:
                 continue
             for mistake in mistakes.mistakes.values():
+                nb = apply_mistake(src.complete, mistakes, mistake.id)  # validates the edits either way
                 if list(mistakes.partial) == [mistake.id]:
                     continue
                 student = f"mistake-{assignment.id}-{mistake.id}"
-                nb = apply_mistake(src.complete, mistakes, mistake.id)
                 files[f"{student}/{assignment.id}/{src.notebook}.ipynb"] = dumps_notebook(nb)
                 records.append(MistakeSubmission(student, assignment.id, mistake.id, mistake.loses))
     return {"files": files, "records": records}

@@ -202,14 +202,16 @@ class SandboxPlan:
                 argv += ["--ro-bind", d, d] if not os.path.islink(d) else ["--symlink", os.readlink(d), d]
         for name in ETC_FILES:
             argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        # The private /tmp first: the venv or the toolkit may live under the host's /tmp (a CI clone),
+        # and a tmpfs mounted after them would hide them.
+        argv += ["--dev", "/dev", "--proc", "/proc"]
+        argv += ["--perms", "1777", "--size", str(self.limits.tmp_bytes), "--tmpfs", "/tmp"]
         for p in python_mounts():
             if not any(p != q and q in p.parents for q in python_mounts()):
                 argv += [*parents(p), "--ro-bind", str(p), str(p)]
         for p in python_mounts():  # nested mounts (a venv inside the repo next to the toolkit) after their parents
             if any(p != q and q in p.parents for q in python_mounts()):
                 argv += ["--ro-bind", str(p), str(p)]
-        argv += ["--dev", "/dev", "--proc", "/proc"]
-        argv += ["--perms", "1777", "--size", str(self.limits.tmp_bytes), "--tmpfs", "/tmp"]
         argv += [*parents(self.runtime), "--bind", str(self.runtime), str(self.runtime)]
         argv += ["--bind", str(self.workdir), str(SANDBOX_HOME), "--ro-bind", str(self.probes), str(PROBES_MOUNT)]
         argv += ["--chdir", str(SANDBOX_HOME)]
