@@ -18,6 +18,8 @@ from autograder.course import Course
 # C-level output (TensorFlow's absl logging) goes to the kernel log instead of the cell's stderr,
 # which nbgrader would otherwise score as a failure (see NOTES.md).
 KERNEL_EXTRA_ARGUMENTS = ["--IPKernelApp.capture_fd_output=False"]
+CODE_STUB = "raise NotImplementedError()"  # what replaces a solution in release/, and a missing answer when grading
+TEXT_STUB = "YOUR ANSWER HERE"
 
 
 def ensure_tools_on_path() -> None:
@@ -65,8 +67,8 @@ def nbgrader_config(course: Course) -> str:
             f"c.Execute.timeout = {course.grading.cell_timeout}",
             f"c.Execute.extra_arguments = {KERNEL_EXTRA_ARGUMENTS!r}",
             "c.Execute.allow_errors = True",
-            "c.ClearSolutions.code_stub = {'python': 'raise NotImplementedError()'}",
-            "c.ClearSolutions.text_stub = 'YOUR ANSWER HERE'",
+            f"c.ClearSolutions.code_stub = {{'python': {CODE_STUB!r}}}",
+            f"c.ClearSolutions.text_stub = {TEXT_STUB!r}",
             f"c.LimitOutput.max_lines = {max(100, course.grading.max_output_bytes // 200)}",
             "c.Exchange.root = __import__('os').path.join(c.CourseDirectory.root, 'exchange')",
             "",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
+import threading
 from pathlib import Path
 
 import nbformat
@@ -45,11 +47,9 @@ def test_rebuild_takes_answers_from_student_and_everything_else_from_source():
 
 def test_rebuild_restores_deleted_tests_and_stubs_missing_answers():
     source = source_notebook()
-    release = copy.deepcopy(source)
-    by_gid(release)["mini_answer_convert"].source = "raise NotImplementedError()"
     student = student_notebook()
     student.cells = [c for c in student.cells if gid(c) not in ("mini_detect_format", "mini_answer_convert")]
-    nb, report = rebuild(source, student, release)
+    nb, report = rebuild(source, student)
     assert by_gid(nb)["mini_detect_format"].source == by_gid(source)["mini_detect_format"].source
     assert by_gid(nb)["mini_answer_convert"].source == "raise NotImplementedError()"
     assert report.answers_missing == ["mini_answer_convert"]
@@ -160,3 +160,18 @@ def test_source_file_unchanged(tmp_path):
     sub = read_submitted(path, "x")
     assert sub.notebook is not None and sub.problem is None
     assert Path(path).stat().st_mode & 0o777 == 0o444
+
+
+def test_workers_are_forked_only_from_a_single_threaded_process_without_tensorflow(monkeypatch):
+    """fork is fast (workers inherit the loaded modules); TensorFlow's or any other threads rule it out."""
+    from autograder.grading import batch
+
+    monkeypatch.setattr(batch, "warm_up", lambda: None)
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert batch._context().get_start_method() == "fork"
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    assert batch._context().get_start_method() == "forkserver"
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setitem(sys.modules, "tensorflow", object())
+    assert batch._context().get_start_method() == "forkserver"

@@ -15,10 +15,14 @@ import keras
 import nbformat
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from autograder import strategies as S
 from autograder.checks import CheckContext, get_check
 from autograder.course import load_course
 from autograder.grading.judge import Verdict, judge_part
+from autograder.reference.losses import LOSSES
 from cnnvis import evidence
 from cnnvis.evidence import write_bundle
 
@@ -191,6 +195,33 @@ def keras_class_name(loss: str) -> str:
 
 
 # ----------------------------------------------------------------------------- losses
+
+
+KERAS_LOSSES = {
+    "sparse": keras.losses.SparseCategoricalCrossentropy,
+    "categorical": keras.losses.CategoricalCrossentropy,
+    "binary": keras.losses.BinaryCrossentropy,
+}
+
+
+def _keras_value(short: str, y: np.ndarray, p: np.ndarray) -> float:
+    loss = KERAS_LOSSES[short](from_logits=False, dtype="float64")
+    return float(keras.ops.convert_to_numpy(loss(y.astype(np.float64), p.astype(np.float64))))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_reference_losses_equal_keras_losses(data):
+    """The judge's numpy cross-entropies are keras.losses' values, exact 0/1 probabilities included."""
+    y, c = data.draw(S.integer_labels())
+    p = data.draw(S.softmax_probabilities(len(y), c))
+    assert LOSSES["sparse"](y, p) == pytest.approx(_keras_value("sparse", y, p), rel=1e-9, abs=1e-12)
+    y1, c1 = data.draw(S.one_hot_labels())
+    p1 = data.draw(S.softmax_probabilities(*y1.shape))
+    assert LOSSES["categorical"](y1, p1) == pytest.approx(_keras_value("categorical", y1, p1), rel=1e-9, abs=1e-12)
+    y2, _ = data.draw(st.one_of(S.multi_hot_labels(), S.one_hot_labels()))
+    p2 = data.draw(S.sigmoid_probabilities(*y2.shape))
+    assert LOSSES["binary"](y2, p2) == pytest.approx(_keras_value("binary", y2, p2), rel=1e-9, abs=1e-12)
 
 
 def test_losses(tmp_path, monkeypatch, sol):

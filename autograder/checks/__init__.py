@@ -66,6 +66,14 @@ def register(cls: type[Check]) -> type[Check]:
     return cls
 
 
+def load_all() -> None:
+    """Import every check family now (a grading worker does this once, before its first job)."""
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
 def get_check(name: str) -> Check:
     family = name.split(".", 1)[0]
     if name not in _REGISTRY:

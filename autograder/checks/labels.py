@@ -1,8 +1,9 @@
 """Checks for label formats, last-layer heads and losses (the review notebook and every lab's labels).
 
 The reference answers live here, in the grading process: the label-format convention, the
-table of course.yml `label_formats`, and keras.losses for the loss values (imported lazily, only
-by the judge of the loss part). Probes come from autograder.strategies, deterministic per part.
+table of course.yml `label_formats`, and Keras' loss formulas in numpy float64 for the loss values
+(autograder.reference.losses, tested against keras.losses). Probes come from autograder.strategies,
+deterministic per part.
 
 Convention for label formats (taught in the review notebook):
 - integer: 1-D, whole non-negative numbers (any numeric dtype: [0., 2.] are class ids too);
@@ -24,6 +25,7 @@ from autograder import strategies as S
 from autograder.checks import Check, CheckContext, Evidence, register
 from autograder.checks.recorded_models import RecordedModelError, load_recorded_model, recorded_loss
 from autograder.course import LabelFormat
+from autograder.reference import losses as reference_losses
 
 FORMATS = ("integer", "one-hot", "multi-hot")
 LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy")
@@ -346,24 +348,11 @@ class ChooseHead(Check):
         return _limit(problems)
 
 
-LOSS_CLASSES = {
-    "sparse": "SparseCategoricalCrossentropy",
-    "categorical": "CategoricalCrossentropy",
-    "binary": "BinaryCrossentropy",
-}
 LOSS_NAMES = {
     "sparse": "sparse_categorical_crossentropy",
     "categorical": "categorical_crossentropy",
     "binary": "binary_crossentropy",
 }
-
-
-def keras_loss(short: str, y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Keras' own value (from probabilities, mean over the batch), in float64 so float rounding never decides."""
-    import keras
-
-    loss = getattr(keras.losses, LOSS_CLASSES[short])(from_logits=False, dtype="float64")
-    return float(keras.ops.convert_to_numpy(loss(y_true.astype(np.float64), y_pred.astype(np.float64))))
 
 
 @register
@@ -410,7 +399,7 @@ class Losses(Check):
                 shape = "nothing numeric" if got is None else f"shape {tuple(got.shape)}"
                 problems.append(f"For {what} you returned {shape}; expected one number, the mean over the batch.")
                 continue
-            value, expected = float(got.reshape(())), keras_loss(short, y, p)
+            value, expected = float(got.reshape(())), reference_losses.LOSSES[short](y, p)
             if not np.isfinite(value):
                 problems.append(
                     f"For {what} you returned {value}: clip probabilities to [1e-7, 1 - 1e-7] before the log."

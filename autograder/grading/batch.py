@@ -1,11 +1,12 @@
 """`course grade`: grade a class of submissions in parallel sandboxed workers, resumably.
 
-The parent process plans the jobs (student x assignment), prepares the nbgrader course root and
-the probes once, skips what a previous run already finished (same checksums), and hands the rest
-to `workers` processes. Each worker grades with its own sandboxed kernel and its own unprivileged
-uid, imports TensorFlow at most once (the judge of model parts needs it), and returns a plain
-result. The parent alone stores results (atomically), writes gradebook.db and, at the end,
-grades.csv (atomically, from the stored results).
+The parent process plans the jobs (student x assignment), skips what a previous run already
+finished (same checksums) and starts `workers` processes for the rest. While they start, it writes
+the probes and the kernels' font cache once and releases the workers; while they grade, it
+prepares the nbgrader course root. Each worker grades with its own sandboxed kernel and its own
+unprivileged uid, imports TensorFlow at most once (only the judge of model parts needs it), and
+returns a plain result. The parent alone stores results (atomically), writes gradebook.db and, at
+the end, grades.csv (atomically, from the stored results).
 
 OUT/
   grades.csv                          one row per student x assignment
@@ -14,6 +15,8 @@ OUT/
   work/results/<student>/<assignment>.json   the result store (resume)
   work/submissions/<student>/<assignment>/   working copies, kernel logs, evidence, autograded notebooks
   work/probes/<assignment>/<notebook>/        the probes and settings, read-only to kernels
+  work/kernel-cache/                          matplotlib's font list, read-only to kernels
+  work/logs/worker-<slot>.log                 the workers' stderr
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import json
 import multiprocessing as mp
 import os
 import sys
+import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -34,7 +39,8 @@ from typing import Any
 from autograder.course import COURSE_FILE, Assignment, Course
 from autograder.grading import gradebook
 from autograder.grading.judge import write_probes
-from autograder.grading.pipeline import Job, WorkerConfig, grade_submission
+from autograder.grading.kernel_cache import build_kernel_cache
+from autograder.grading.pipeline import Job, WorkerConfig, grade_submission, warm_up
 from autograder.grading.sandbox import UID_BASE, SandboxUnavailable, require_sandbox
 from autograder.grading.store import finished, result_path, save_result, write_atomic
 from autograder.grading.validate import sha256_file
@@ -107,13 +113,37 @@ def _write_probes(course: Course, assignments: list[Assignment], probes_root: Pa
 # ----------------------------------------------------------------------------- workers
 
 _WORKER: WorkerConfig | None = None
+READY_TIMEOUT = 600  # seconds a worker waits for the parent's set-up (probes, caches) before giving up
 
 
-def _init_worker(course: Course, bwrap: str | None, slots: Any) -> None:
+@dataclass(frozen=True)
+class _PoolConfig:
+    course: Course
+    bwrap: str | None
+    cache: Path | None
+    logs: Path  # each worker's stderr (TensorFlow's C++ start-up lines, crashes) goes to worker-<slot>.log here
+
+
+def _log_stderr(path: Path) -> None:
+    """Point this process's fd 2 at PATH: C-level output would otherwise cut through the progress bar."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _init_worker(cfg: _PoolConfig, slots: Any, ready: Any, abort: Any) -> None:
+    """Import and build what every job needs, then wait until the parent has written the probes."""
     global _WORKER
-    slot = slots.get()
-    uid = UID_BASE + slot if (bwrap and os.geteuid() == 0) else None
-    _WORKER = WorkerConfig(course=course, bwrap=bwrap, uid=uid)
+    with slots.get_lock():  # each worker its own slot, hence its own uid
+        slot = slots.value
+        slots.value += 1
+    _log_stderr(cfg.logs / f"worker-{slot}.log")
+    uid = UID_BASE + slot if (cfg.bwrap and os.geteuid() == 0) else None
+    warm_up()
+    if not ready.wait(READY_TIMEOUT) or abort.is_set():
+        raise RuntimeError("the grading set-up did not finish; nothing was graded")
+    _WORKER = WorkerConfig(course=cfg.course, bwrap=cfg.bwrap, uid=uid, cache=cfg.cache)
 
 
 def _run_job(job: Job) -> dict[str, Any]:
@@ -121,45 +151,108 @@ def _run_job(job: Job) -> dict[str, Any]:
     return grade_submission(_WORKER, job)
 
 
-def _pool(course: Course, bwrap: str | None, workers: int) -> ProcessPoolExecutor:
-    ctx = mp.get_context("spawn")  # no inherited threads, sockets or TensorFlow state
-    slots = ctx.Queue()
-    for i in range(workers):
-        slots.put(i)
-    return ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(course, bwrap, slots)
-    )
+def _context() -> mp.context.BaseContext:
+    """fork when this process is single-threaded and has no TensorFlow (the `course grade` command):
+    workers start at once with the modules and templates already loaded. Otherwise (a test run that
+    imported TensorFlow, a second pool after threads started) a fork server, which forks each worker
+    from a clean process that imported the grading modules once."""
+    if "tensorflow" not in sys.modules and threading.active_count() == 1:
+        warm_up()
+        return mp.get_context("fork")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
+class _Pool:
+    """Worker processes that start (import, warm up) at once and begin grading when `release()` is called.
+
+    So the parent's set-up (probes, caches, the nbgrader course root) overlaps the workers' start.
+    """
+
+    def __init__(self, cfg: _PoolConfig, workers: int):
+        ctx = _context()
+        slots = ctx.Value("i", 0)  # not a Queue: its feeder thread would be running when workers fork
+        self.ready, self.abort = ctx.Event(), ctx.Event()
+        self.executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(cfg, slots, self.ready, self.abort),
+        )
+
+    def release(self) -> None:
+        self.ready.set()
+
+    def shutdown(self) -> None:
+        if not self.ready.is_set():  # the set-up failed: workers give up instead of grading
+            self.abort.set()
+            self.ready.set()
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 class _Progress:
-    def __init__(self, total: int, enabled: bool):
-        from tqdm import tqdm
+    """The progress bar; opened only once the workers exist (tqdm's monitor thread would rule out fork)."""
 
-        self.bar = tqdm(
-            total=total, desc="grading", unit="sub", file=sys.stderr, disable=not enabled, dynamic_ncols=True
-        )
-        self.failures = 0
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.failures = total, enabled, 0
+        self.bar: Any = None
+
+    def open(self) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=self.total,
+                desc="grading",
+                unit="sub",
+                file=sys.stderr,
+                disable=not self.enabled,
+                dynamic_ncols=True,
+            )
 
     def done(self, result: dict[str, Any]) -> None:
+        self.open()
         if result["status"] != "graded":
             self.failures += 1
         self.bar.set_postfix(failures=self.failures, refresh=False)
         self.bar.update(1)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 # ----------------------------------------------------------------------------- the batch
 
 
-def _run_jobs(course: Course, bwrap: str | None, jobs: list[Job], workers: int, on_result, progress: _Progress) -> None:
-    """Grade JOBS; jobs whose worker process itself died are retried once, alone, then reported."""
+def _run_jobs(
+    cfg: _PoolConfig,
+    jobs: list[Job],
+    workers: int,
+    on_result: Callable[[Job, dict[str, Any]], None],
+    progress: _Progress,
+    setup_for_workers: Callable[[], None],
+    setup_for_results: Callable[[], None],
+) -> None:
+    """Grade JOBS; jobs whose worker process itself died are retried once, alone, then reported.
+
+    The pool starts first; SETUP_FOR_WORKERS (what kernels read) runs while the workers import, then
+    they are released; SETUP_FOR_RESULTS (what on_result writes to) runs while they grade.
+    """
+    set_up = False
     for _attempt in range(2):
         broken: list[Job] = []
-        pool = _pool(course, bwrap, max(1, min(workers, len(jobs))))
+        pool = _Pool(cfg, max(1, min(workers, len(jobs))))
         try:
-            futures = {pool.submit(_run_job, job): job for job in jobs}
+            futures = {pool.executor.submit(_run_job, job): job for job in jobs}
+            progress.open()
+            if not set_up:
+                setup_for_workers()
+            pool.release()
+            if not set_up:
+                setup_for_results()
+                set_up = True
             waiting = set(futures)
             while waiting:
                 done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
@@ -171,16 +264,17 @@ def _run_jobs(course: Course, bwrap: str | None, jobs: list[Job], workers: int, 
                         broken.append(job)
                         continue
                     except Exception as exc:
-                        result = _error_result(course, job, f"grader error: {type(exc).__name__}: {exc}")
+                        result = _error_result(cfg.course, job, f"grader error: {type(exc).__name__}: {exc}")
                     on_result(job, result)
                     progress.done(result)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown()
         if not broken:
             return
         jobs, workers = broken, 1
     for job in jobs:
-        result = _error_result(course, job, "grader error: the grading worker process died")
+        why = f"grader error: the grading worker process died (its log: {cfg.logs})"
+        result = _error_result(cfg.course, job, why)
         on_result(job, result)
         progress.done(result)
 
@@ -221,9 +315,7 @@ def grade_class(
     chosen = _assignments(course, submissions, students, assignments)
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o755)
-    gradebook.prepare_course_root(course, course_root, [a.id for a in chosen])
-    probes_root = work / "probes"
-    _write_probes(course, chosen, probes_root)
+    probes_root, cache = work / "probes", work / "kernel-cache"
 
     results: dict[tuple[str, str], dict[str, Any]] = {}
     jobs: list[Job] = []
@@ -236,16 +328,26 @@ def grade_class(
                 submission_dir=folder,
                 work=work / "submissions" / student / a.id,
                 probes=probes_root / a.id,
-                release=course_root / "release" / a.id,
                 feedback=feedback_dir / student / a.id,
                 key=_job_key(course, a, folder),
             )
             stored = None if regrade else finished(result_path(work, student, a.id), job.key)
             if stored is not None and stored.get("final", True):
                 results[(student, a.id)] = stored
-                gradebook.record(course_root, course, a, stored)  # idempotent: heals a run killed in between
             else:
                 jobs.append(job)
+
+    def setup_for_workers() -> None:
+        fonts = threading.Thread(target=build_kernel_cache, args=(cache,))
+        fonts.start()
+        _write_probes(course, chosen, probes_root)
+        fonts.join()
+
+    def setup_for_results() -> None:
+        gradebook.prepare_course_root(course, course_root, [a.id for a in chosen])
+        for stored in results.values():  # idempotent: heals a run killed between the store and the gradebook
+            if stored["status"] != "missing":
+                gradebook.record(course_root, course, course.assignment(stored["assignment"]), stored)
 
     def on_result(job: Job, result: dict[str, Any]) -> None:
         save_result(result_path(work, job.student_id, job.assignment_id), result)
@@ -256,7 +358,11 @@ def grade_class(
     bar = _Progress(len(jobs), progress)
     try:
         if jobs:
-            _run_jobs(course, bwrap, jobs, workers or course.grading.worker_count(), on_result, bar)
+            cfg = _PoolConfig(course=course, bwrap=bwrap, cache=cache, logs=work / "logs")
+            count = workers or course.grading.worker_count()
+            _run_jobs(cfg, jobs, count, on_result, bar, setup_for_workers, setup_for_results)
+        else:
+            setup_for_results()
     finally:
         bar.close()
 

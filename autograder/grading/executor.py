@@ -98,6 +98,7 @@ class SandboxKernelManager(AsyncKernelManager):
 
 def kernel_manager(plan: SandboxPlan) -> SandboxKernelManager:
     """A kernel manager whose only kernelspec is the sandboxed one, over IPC in plan.runtime."""
+    plan.install_cache()
     spec_dir = plan.runtime / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True, exist_ok=True)
     spec = {"argv": plan.kernel_argv(), "display_name": "Sandboxed Python", "language": "python"}

@@ -10,11 +10,14 @@ hidden-test line (student code can observe the cells it runs with) are withheld.
 from __future__ import annotations
 
 import copy
+import functools
 import html
 from pathlib import Path
 
 import nbformat
 from nbconvert import HTMLExporter
+from nbconvert.filters import Highlight2HTML
+from nbconvert.filters.strings import clean_html
 from nbformat import NotebookNode
 from nbgrader.preprocessors import ClearHiddenTests
 from nbgrader.utils import is_grade, is_solution
@@ -89,10 +92,35 @@ def feedback_notebook(
     return nb
 
 
+@functools.lru_cache(maxsize=4096)
+def _clean_html(text: str) -> str:
+    return clean_html(text)
+
+
+class _CachedHighlight:
+    """Pygments highlighting of a cell's source, cached: most cells are the same in every submission."""
+
+    def __init__(self) -> None:
+        self.highlight = Highlight2HTML(pygments_lexer="ipython3")  # every course notebook is Python
+        self.cached = functools.lru_cache(maxsize=4096)(self._highlight)
+
+    def _highlight(self, source: str, language: str | None, magics: str | None) -> str:
+        return self.highlight(source, language, {"magics_language": magics} if magics else None)
+
+    def __call__(self, source: str, language: str | None = None, metadata: dict | None = None) -> str:
+        return self.cached(source, language, (metadata or {}).get("magics_language"))
+
+
+@functools.cache
+def exporter() -> HTMLExporter:
+    """One exporter per grading process: building it compiles the templates, and its filters' caches
+    (bleach's HTML sanitising, pygments) then serve the cells every student shares."""
+    return HTMLExporter(template_name="lab", filters={"clean_html": _clean_html, "highlight_code": _CachedHighlight()})
+
+
 def write_feedback(
     executed: NotebookNode, spec: Notebook, verdicts: dict[str, dict], status: str, message: str, path: Path
 ) -> None:
     nb = feedback_notebook(executed, spec, verdicts, status, message)
-    exporter = HTMLExporter(template_name="lab")
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": f"Feedback: {spec.name}"}})
+    body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": f"Feedback: {spec.name}"}})
     write_atomic(path, body.encode("utf-8"))

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from autograder.course import Assignment, Course
 from autograder.grading.store import write_atomic
-from autograder.nbgrader_setup import write_course_root
+from autograder.nbgrader_setup import ensure_tools_on_path, write_course_root
 
 
 def db_url(root: Path) -> str:
@@ -38,14 +36,12 @@ def _source_digest(course: Course, aid: str) -> str:
 
 def prepare_course_root(course: Course, root: Path, assignment_ids: list[str]) -> Path:
     """Create or refresh ROOT for ASSIGNMENT_IDS; generate_assignment only when a source changed."""
+    ensure_tools_on_path()  # nbgrader asks `alembic` for the gradebook's schema version, here and in record()
     stamps = root / ".sources"
     todo = [aid for aid in assignment_ids if _read(stamps / aid) != _source_digest(course, aid)]
     if not todo and (root / "gradebook.db").is_file():
         return root
     write_course_root(course, root, assignment_ids)
-    bindir = str(Path(sys.executable).parent)  # nbgrader runs `alembic` for the gradebook's migrations
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = os.pathsep.join(p for p in (bindir, os.environ.get("PATH")) if p)
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
 

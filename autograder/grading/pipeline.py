@@ -42,7 +42,6 @@ class Job:
     submission_dir: Path  # SUBMISSIONS/<student>/<assignment>
     work: Path  # OUT/work/submissions/<student>/<assignment>
     probes: Path  # OUT/work/probes/<assignment> (one folder per notebook inside)
-    release: Path  # OUT/course/release/<assignment>
     feedback: Path  # OUT/feedback/<student>/<assignment>
     key: str
 
@@ -52,6 +51,18 @@ class WorkerConfig:
     course: Course
     bwrap: str | None
     uid: int | None
+    cache: Path | None = None  # kernel_cache folder shared by the batch
+
+
+def warm_up() -> None:
+    """Do once, before the first job, what it would otherwise pay for: the checks, the feedback templates."""
+    from autograder.checks import load_all
+    from autograder.grading.feedback import exporter
+
+    load_all()
+    exporter().from_notebook_node(
+        nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("*x*"), nbformat.v4.new_code_cell("x = 1")])
+    )
 
 
 def _chown_tree(path: Path, uid: int) -> None:
@@ -111,9 +122,7 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
 
     t0 = time.monotonic()
     source = nbformat.read(course.source_dir / job.assignment_id / spec.filename, as_version=4)
-    release_path = job.release / spec.filename
-    release = nbformat.read(release_path, as_version=4) if release_path.is_file() else None
-    nb, report = rebuild(source, submitted.notebook, release)
+    nb, report = rebuild(source, submitted.notebook)
     nb_work = job.work / spec.name
     copy = _working_copy(job, nb_work)
     # IPC socket paths must fit in sun_path (107 bytes): a folder under OUT is often too deep.
@@ -127,6 +136,7 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
         limits=Limits.from_course(course),
         bwrap=cfg.bwrap,
         uid=cfg.uid,
+        cache=cfg.cache,
     )
     out["timings"]["prepare"] = time.monotonic() - t0
     try:

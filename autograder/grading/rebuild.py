@@ -6,6 +6,8 @@ its copy: set-up, test and hidden-test cells, locked cells, markdown, metadata. 
 when the student's nbgrader metadata is gone, by nbformat cell id. The first match wins; a
 missing answer gets the release stub. The student's own extra cells are kept, stripped of any
 nbgrader metadata (they can never claim points), right after the answer cell they followed.
+The stubs are the release's, made from the source with nbgrader's ClearSolutions, so grading
+never depends on a built release/ being up to date.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from dataclasses import dataclass, field
 
 import nbformat
 from nbformat import NotebookNode
+from nbgrader.preprocessors import ClearSolutions
 from nbgrader.utils import is_grade, is_locked, is_solution, is_task
+
+from autograder.nbgrader_setup import CODE_STUB, TEXT_STUB
 
 
 def _grade_id(cell: NotebookNode) -> str | None:
@@ -46,10 +51,15 @@ def _answer_source(student_cell: NotebookNode) -> str:
     return "".join(src) if isinstance(src, list) else str(src)
 
 
-def rebuild(
-    source: NotebookNode, student: NotebookNode, release: NotebookNode | None = None
-) -> tuple[NotebookNode, RebuildReport]:
-    """The notebook to execute: SOURCE's cells with STUDENT's answers (RELEASE supplies stubs)."""
+def release_stubs(source: NotebookNode) -> dict[str, str]:
+    """grade_id -> the release's text of each answer cell (solution regions replaced by the stubs)."""
+    clear = ClearSolutions(code_stub={"python": CODE_STUB}, text_stub=TEXT_STUB)
+    released, _ = clear.preprocess(copy.deepcopy(source), {})
+    return {gid: _answer_source(c) for c in released.cells if is_solution(c) and (gid := _grade_id(c))}
+
+
+def rebuild(source: NotebookNode, student: NotebookNode) -> tuple[NotebookNode, RebuildReport]:
+    """The notebook to execute: SOURCE's cells with STUDENT's answers (the release's stub where one is missing)."""
     report = RebuildReport()
     answer_ids = {_grade_id(c) for c in source.cells if is_solution(c)} - {None}
     answer_cell_ids = {c.get("id") for c in source.cells if is_solution(c)} - {None}
@@ -57,7 +67,7 @@ def rebuild(
     fixed = [c for c in source.cells if not is_solution(c)]
     fixed_ids = {c.get("id") for c in fixed} - {None}
     fixed_texts = {_answer_source(c).strip() for c in fixed}
-    stubs = {_grade_id(c): c for c in (release.cells if release else []) if _grade_id(c)}
+    stubs = release_stubs(source)
 
     # 1. walk the student's cells: first match per answer, extra cells grouped after the last answer seen
     answers: dict[str, NotebookNode] = {}
@@ -92,8 +102,7 @@ def rebuild(
             new.source = _answer_source(answers[gid])
             report.answers_found.append(gid)
         else:
-            stub = stubs.get(gid)
-            new.source = stub.source if stub is not None else ""
+            new.source = stubs.get(gid, CODE_STUB if new.cell_type == "code" else TEXT_STUB)
             report.answers_missing.append(gid)
         if new.cell_type == "code":
             new.outputs, new.execution_count = [], None

@@ -8,7 +8,8 @@ kernel is launched as
 - `bwrap` builds an empty root and binds only what a kernel needs: system folders, the Python
   install and the venv read-only, the `cnnvis` toolkit read-only, the submission's working copy
   read-write at /submission, the probes read-only at /probes, the connection folder (IPC sockets)
-  and a private, size-capped /tmp. The repository (course.yml, source/, solutions/, autograder/),
+  a private, size-capped /tmp (with the grader's read-only matplotlib font cache, see
+  kernel_cache.py). The repository (course.yml, source/, solutions/, autograder/),
   the gradebook, other submissions and the instructor's home do not exist inside. No network.
 - Limits are rlimits set by `prlimit` before the sandbox starts. RLIMIT_NPROC never binds uid 0,
   so when the grader runs as root the kernel drops to an unprivileged uid (one per worker, with no
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.course import Course
+from autograder.grading.kernel_cache import cache_files
 
 SANDBOX_HOME = Path("/submission")
 PROBES_MOUNT = Path("/probes")
@@ -107,6 +109,7 @@ class SandboxPlan:
     limits: Limits
     bwrap: str | None  # None: unsandboxed
     uid: int | None = None  # drop to this uid (grader running as root)
+    cache: Path | None = None  # kernel_cache.build_kernel_cache's folder (read-only to the kernel)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -122,9 +125,20 @@ class SandboxPlan:
     def probes_inside(self) -> Path:
         return PROBES_MOUNT if self.sandboxed else self.probes
 
+    @property
+    def tmp(self) -> str:
+        return "/tmp" if self.sandboxed else str(self.workdir / ".tmp")
+
+    def install_cache(self) -> None:
+        """Unsandboxed kernels get a copy of the cache (sandboxed ones get read-only binds)."""
+        if not self.sandboxed:
+            mpl = Path(self.tmp) / "matplotlib"
+            mpl.mkdir(parents=True, exist_ok=True)
+            for f in cache_files(self.cache):
+                shutil.copyfile(f, mpl / f.name)
+
     def environment(self) -> dict[str, str]:
-        home = str(self.home)
-        tmp = "/tmp" if self.sandboxed else str(self.workdir / ".tmp")
+        home, tmp = str(self.home), self.tmp
         env = {
             "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin",
             "HOME": home,
@@ -206,6 +220,11 @@ class SandboxPlan:
         # and a tmpfs mounted after them would hide them.
         argv += ["--dev", "/dev", "--proc", "/proc"]
         argv += ["--perms", "1777", "--size", str(self.limits.tmp_bytes), "--tmpfs", "/tmp"]
+        fonts = cache_files(self.cache)
+        if fonts:  # a writable folder (matplotlib may add to it) holding the read-only font list
+            argv += ["--perms", "1777", "--dir", "/tmp/matplotlib"]
+            for f in fonts:
+                argv += ["--ro-bind", str(f), f"/tmp/matplotlib/{f.name}"]
         for p in python_mounts():
             if not any(p != q and q in p.parents for q in python_mounts()):
                 argv += [*parents(p), "--ro-bind", str(p), str(p)]

@@ -62,10 +62,11 @@ def run_trial(
             extra_arguments=KERNEL_ARGS,
             resources={"metadata": {"path": str(workdir)}},
         )
-        try:
-            client.execute()
-        except CellExecutionError:
-            pass
+        with open(workdir / "kernel.log", "ab") as log:  # TensorFlow's C++ start-up lines, not the terminal
+            try:
+                client.execute(stdout=log, stderr=log)
+            except CellExecutionError:
+                pass
     finally:
         for k, v in saved.items():
             if v is None:
