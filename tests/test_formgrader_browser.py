@@ -1,0 +1,173 @@
+"""A TA grades a written answer in nbgrader's formgrader, in a real headless Chromium.
+
+`course grade` leaves OUT/course as an nbgrader course root. This starts the real Jupyter server
+there, opens the graded submission in Chromium (Selenium, Debian's chromium-driver, nothing
+downloaded), types a score for the written part and checks that it reached gradebook.db, that the
+autograded parts show the judge's scores, and that grading the class again keeps the TA's score.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from nbgrader.api import Gradebook
+
+from autograder.course import load_course
+from autograder.grading import gradebook
+from autograder.grading.batch import grade_class
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+STUDENT, ASSIGNMENT = "student_complete", "review"
+
+if not (CHROMIUM and CHROMEDRIVER):
+    INSTALL = "apt-get install chromium chromium-driver"
+    if os.environ.get("CI"):  # .ci/run installs them: a missing browser there is a failure, not a skip
+        raise RuntimeError(f"chromium and chromium-driver are required in CI ({INSTALL})")
+    pytest.skip(f"needs chromium and chromium-driver ({INSTALL})", allow_module_level=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = load_course(REPO)
+    base = tmp_path_factory.mktemp("formgrader")
+    subs = base / "submissions"
+    shutil.copytree(REPO / "examples" / "submissions" / STUDENT / ASSIGNMENT, subs / STUDENT / ASSIGNMENT)
+    report = grade_class(course, subs, base / "out", progress=False)
+    assert [(r.auto_score, r.score, r.max_score) for r in report.rows] == [(11, 11, 13)]
+    return course, subs, report
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(graded):
+    _, _, report = graded
+    port, token = free_port(), secrets.token_hex(16)
+    log = open(report.out / "jupyter.log", "wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--allow-root",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--ServerApp.token={token}",
+            f"--ServerApp.root_dir={report.course_root}",
+        ],
+        cwd=report.course_root,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while not _answers(f"{url}/api/status?token={token}"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"jupyter lab did not start: {(report.out / 'jupyter.log').read_text()[-2000:]}")
+        time.sleep(0.3)
+    yield url, token
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def written_grade(course_root: Path, course, notebook: str):
+    with Gradebook(gradebook.db_url(course_root), course_id=course.id) as gb:
+        grade = gb.find_grade("review_written", notebook, ASSIGNMENT, STUDENT)
+        return grade.manual_score, grade.needs_manual_grade
+
+
+def test_ta_scores_the_written_answer_in_formgrader(graded, server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    course, subs, report = graded
+    url, token = server
+    notebook = course.assignment(ASSIGNMENT).notebooks[0].name
+    assert written_grade(report.course_root, course, notebook) == (None, True)  # waiting for a TA
+    with Gradebook(gradebook.db_url(report.course_root), course_id=course.id) as gb:
+        submission_id = gb.find_submission_notebook(notebook, ASSIGNMENT, STUDENT).id
+
+    browser.get(f"{url}/login")  # the login form sets the session cookie that formgrader's API calls need
+    browser.find_element(By.ID, "password_input").send_keys(token, Keys.ENTER)
+    WebDriverWait(browser, 60).until(lambda d: "/login" not in d.current_url)
+    browser.get(f"{url}/formgrader/submissions/{submission_id}/")
+    WebDriverWait(browser, 60).until(
+        lambda d: d.execute_script(
+            "return typeof formgrader !== 'undefined' && formgrader.grades.loaded && formgrader.comments.loaded"
+        )
+    )
+    # the autograded parts carry the judge's scores
+    auto = {gid: browser.find_element(By.ID, gid) for gid in ("review_losses", "review_pairing")}
+    assert {gid: float(el.get_attribute("placeholder") or el.get_attribute("value")) for gid, el in auto.items()} == {
+        "review_losses": 3.0,
+        "review_pairing": 2.0,
+    }
+    score = browser.find_element(By.ID, "review_written")
+    score.clear()
+    score.send_keys("1.5", Keys.TAB)  # formgrader saves on change
+
+    deadline = time.monotonic() + 30
+    while (saved := written_grade(report.course_root, course, notebook)) != (1.5, False):
+        assert time.monotonic() < deadline, f"formgrader did not save the score: {saved}"
+        time.sleep(0.3)
+
+    again = grade_class(course, subs, report.out, progress=False)  # resume: nothing regraded, the TA's score kept
+    assert [(r.auto_score, r.score, r.max_score) for r in again.rows] == [(11, 12.5, 13)]
+    assert "12.5" in again.csv_path.read_text()
