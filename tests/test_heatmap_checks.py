@@ -170,6 +170,18 @@ def test_probes_are_deterministic_mixed_and_small():
     assert "upsample" not in other[0] and other[0]["images"].shape == (6, 28, 28, 1)
 
 
+def test_probe_preprocessing_for_vgg16_is_keras_preprocess_input():
+    """The grader preprocesses Lab 4's probes in numpy; students' cnnvis.models uses Keras: same tensor."""
+    from autograder.checks.heatmaps import vgg16_preprocess_np
+    from cnnvis.models import vgg16_preprocess
+
+    images = np.random.default_rng(0).random((3, 8, 8, 3), dtype=np.float32)
+    images[0] = 0.0
+    images[1] = 1.0
+    np.testing.assert_allclose(vgg16_preprocess_np(images), vgg16_preprocess(images), rtol=0, atol=1e-4)
+    assert vgg16_preprocess_np(images).dtype == np.float32
+
+
 # ----------------------------------------------------------------------------- CAM
 
 

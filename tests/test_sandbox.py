@@ -177,3 +177,34 @@ def test_infinite_loop_times_out_and_dead_kernel_is_reported(world):
     outcome, texts = run(plan, "print('first')", "import os\nos._exit(1)", "print('never')")
     assert outcome.status == "kernel died" and outcome.cells_run == 1
     assert "kernel died" in texts[1]
+
+
+def test_kernel_gets_the_font_list_read_only_and_uses_it(world):
+    """The grader's matplotlib font list is bound into the kernel's /tmp: used as is, not rebuilt, not writable."""
+    from dataclasses import replace
+
+    from autograder.grading.kernel_cache import build_kernel_cache, cache_files
+
+    plan, out = world
+    cache = build_kernel_cache(out / "work" / "kernel-cache")
+    (fontlist,) = cache_files(cache)
+    before = fontlist.read_bytes()
+    code = f"""
+import json, os
+import matplotlib.font_manager as fm
+path = "/tmp/matplotlib/{fontlist.name}"
+try:
+    open(path, "a").close()
+    writable = True
+except OSError:
+    writable = False
+open("/tmp/matplotlib/other.txt", "w").write("matplotlib may add files")
+print(json.dumps({{"fonts": len(fm.fontManager.ttflist), "writable": writable,
+                   "files": sorted(os.listdir("/tmp/matplotlib"))}}))
+"""
+    outcome, texts = run(replace(plan, cache=cache), code)
+    assert outcome.completed, (outcome, texts)
+    facts = json.loads(texts[0])
+    assert facts["fonts"] > 0 and not facts["writable"]
+    assert facts["files"] == sorted([fontlist.name, "other.txt"])
+    assert fontlist.read_bytes() == before

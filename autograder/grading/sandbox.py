@@ -8,7 +8,7 @@ kernel is launched as
 - `bwrap` builds an empty root and binds only what a kernel needs: system folders, the Python
   install and the venv read-only, the `cnnvis` toolkit read-only, the submission's working copy
   read-write at /submission, the probes read-only at /probes, the connection folder (IPC sockets)
-  a private, size-capped /tmp (with the grader's read-only matplotlib font cache, see
+  and a private, size-capped /tmp (holding the grader's read-only matplotlib font list, see
   kernel_cache.py). The repository (course.yml, source/, solutions/, autograder/),
   the gradebook, other submissions and the instructor's home do not exist inside. No network.
 - Limits are rlimits set by `prlimit` before the sandbox starts. RLIMIT_NPROC never binds uid 0,
