@@ -42,7 +42,7 @@ from autograder.grading.judge import write_probes
 from autograder.grading.kernel_cache import build_kernel_cache
 from autograder.grading.pipeline import Job, WorkerConfig, grade_submission, warm_up
 from autograder.grading.sandbox import UID_BASE, SandboxUnavailable, require_sandbox
-from autograder.grading.store import finished, result_path, save_result, write_atomic
+from autograder.grading.store import finished, readable_by_kernels, result_path, save_result, write_atomic
 from autograder.grading.validate import sha256_file
 
 __all__ = ["GradeRow", "GradeReport", "SandboxUnavailable", "grade_class"]
@@ -104,10 +104,7 @@ def _write_probes(course: Course, assignments: list[Assignment], probes_root: Pa
             folder = probes_root / a.id / nb.name
             write_probes(course, a, nb, folder)
             write_atomic(folder / "settings.json", settings.encode())
-    for root, _dirs, files in os.walk(probes_root):
-        os.chmod(root, 0o755)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o644)
+    readable_by_kernels(probes_root)
 
 
 # ----------------------------------------------------------------------------- workers

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from autograder.grading.store import readable_by_kernels
+
 MATPLOTLIB = "matplotlib"
 
 
@@ -31,10 +33,7 @@ def build_kernel_cache(folder: Path) -> Path:
             stderr=subprocess.DEVNULL,
             timeout=120,
         )
-    for root, _dirs, files in os.walk(folder):
-        os.chmod(root, 0o755)
-        for name in files:
-            os.chmod(os.path.join(root, name), 0o644)
+    readable_by_kernels(folder)
     return folder
 
 

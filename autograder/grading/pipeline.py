@@ -10,6 +10,7 @@ status and a message.
 
 from __future__ import annotations
 
+import functools
 import html
 import os
 import shutil
@@ -54,6 +55,7 @@ class WorkerConfig:
     cache: Path | None = None  # kernel_cache folder shared by the batch
 
 
+@functools.cache  # forked workers inherit the parent's warm-up and skip it
 def warm_up() -> None:
     """Do once, before the first job, what it would otherwise pay for: the checks, the feedback templates."""
     from autograder.checks import load_all

@@ -31,6 +31,14 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def readable_by_kernels(root: Path) -> None:
+    """Folders 0755 and files 0644 under ROOT: grader-written inputs the sandbox's unprivileged uids read."""
+    for folder, _dirs, files in os.walk(root):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
+
+
 def result_path(work: Path, student_id: str, assignment_id: str) -> Path:
     return work / "results" / student_id / f"{assignment_id}.json"
 
