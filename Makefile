@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
-# Both create .venv (Python 3.11 or 3.12) and install the pinned packages when it is missing or
-# pyproject.toml changed.
+# Both first check the system packages they need (scripts/system-packages.sh: installed with apt
+# when run as root, otherwise the one command to run is printed before any long step), then create
+# .venv (Python 3.11 or 3.12) and install the pinned packages when it is missing or pyproject.toml changed.
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,13 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test lint check build examples grade bench clean
+.PHONY: demo test lint check build examples grade bench clean system-demo system-test
+
+system-demo:
+	@bash scripts/system-packages.sh demo
+
+system-test:
+	@bash scripts/system-packages.sh test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +27,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## demo: grade the bundled example submissions and print the table (./demo-output)
-demo: $(STAMP)
+demo: system-demo $(STAMP)
 	$(BIN)/course demo
 
 ## test: lint, then the whole test suite (real kernels, real models; about 15 minutes on 2 cores)
-test: $(STAMP)
+test: system-test $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
@@ -45,7 +52,7 @@ examples: $(STAMP)
 	$(BIN)/python -m autograder.examples
 
 ## grade: make grade SUBMISSIONS=path/to/submissions [OUT=grading-output]
-grade: $(STAMP)
+grade: system-demo $(STAMP)
 	test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=DIR [OUT=DIR]"; exit 2)
 	$(BIN)/course grade $(SUBMISSIONS) --out $(or $(OUT),grading-output)
 
