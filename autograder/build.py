@@ -1,11 +1,18 @@
 """source/ → release/ (nbgrader generate_assignment) and solutions/ (executed, no hidden tests).
 
-    course build [--assignment ID ...] [--skip-solutions]
+    course build [--assignment ID ...] [--skip-solutions] [--force]
 
 Everything written here is deterministic: notebooks are serialised with sorted keys, fixed cell
 ids, no execution timings, no absolute paths and no object addresses, so building twice gives
 byte-identical files and `git status` stays clean. nbgrader only ever runs in a temporary course
 folder made by autograder.nbgrader_setup, never in the repository.
+
+Solutions are built incrementally. Executing a notebook trains models, and training on another
+CPU gives slightly different weights (and so different figures), so each solution records a
+digest of everything that decides its outputs (`solution_inputs`: its source notebook, its
+course.yml section, the toolkit and the pinned packages) in its metadata. A notebook whose digest
+is unchanged is not executed again (only re-serialised), so a fresh clone builds clean on any
+machine; `force=True` (`course build --force`) executes everything.
 
 The same functions produce the expected files for `course check` (sync checks), which is why
 `expected_release`, `solution_notebook` and `expected_toolkit` return content rather than write it.
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -30,7 +38,7 @@ from typing import Any
 
 import nbformat
 
-from autograder.course import Assignment, Course, load_course
+from autograder.course import Assignment, Course, Notebook, load_course
 from autograder.nbgrader_setup import KERNEL_EXTRA_ARGUMENTS, ensure_tools_on_path, write_course_root
 
 SOLUTION_BEGIN, SOLUTION_END = "BEGIN SOLUTION", "END SOLUTION"
@@ -48,7 +56,10 @@ _DISTRIBUTIONS = {
 }
 # Notebook-level metadata worth keeping; the rest (versions of the machine that built it,
 # widget state, toolbar settings) would make builds differ between machines.
-_NOTEBOOK_METADATA = ("kernelspec", "nbgrader")
+_NOTEBOOK_METADATA = ("kernelspec", "nbgrader", "course_build")
+BUILD_KEY = "course_build"  # solutions' notebook metadata: {"inputs": digest of what decided the outputs}
+# Bump when the way solutions are executed changes what they contain (not for serialisation-only changes).
+EXECUTION_FORMAT = 1
 _KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 _LANGUAGE_INFO = {"name": "python", "file_extension": ".py", "mimetype": "text/x-python"}
 # TensorFlow/absl log lines: the only stderr a solution may produce (and it is dropped).
@@ -231,6 +242,52 @@ def execution_env(course: Course, profile: str = "student") -> dict[str, str]:
     return env
 
 
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def solution_inputs(course: Course, assignment: Assignment, notebook: Notebook) -> str:
+    """Digest of everything that decides NOTEBOOK's executed solution.
+
+    Its source notebook; its course.yml section (the assignment, the model specifications it uses,
+    the course seed, the profiles and label formats); the toolkit as released (code and
+    settings.json); the pinned package versions. Not the rest of course.yml: another assignment's
+    points must not re-execute this one.
+    """
+    raw = course.raw
+    section = {
+        "course": raw.get("course"),
+        "profiles": raw.get("profiles"),
+        "label_formats": raw.get("label_formats"),
+        "assignment": next((a for a in raw.get("assignments", []) if a.get("id") == assignment.id), None),
+        "models": {m: raw.get("models", {}).get(m) for m in sorted({nb.model for nb in assignment.notebooks} - {None})},
+    }
+    digest = hashlib.sha256()
+
+    def feed(label: str, data: bytes) -> None:
+        digest.update(_canonical([label, len(data)]) + data)
+
+    feed("format", str(EXECUTION_FORMAT).encode())
+    feed("source", (course.source_dir / assignment.id / notebook.filename).read_bytes())
+    feed("course.yml", _canonical(section))
+    for rel, data in sorted(expected_toolkit(course).items()):
+        if rel.startswith("toolkit/"):  # release/README.md lists every assignment: not an input
+            feed(rel, data)
+    pins = tomllib.loads((course.root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    feed("dependencies", _canonical(sorted(pins)))
+    return "sha256:" + digest.hexdigest()
+
+
+def recorded_inputs(solution: Path) -> str | None:
+    """The input digest SOLUTION was executed with, or None (missing, unreadable, or built before digests)."""
+    try:
+        meta = json.loads(solution.read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, ValueError):
+        return None
+    value = meta.get(BUILD_KEY, {}).get("inputs") if isinstance(meta.get(BUILD_KEY), dict) else None
+    return value if isinstance(value, str) else None
+
+
 def execute_solution(course: Course, assignment: Assignment, nb: nbformat.NotebookNode, log: Log) -> str:
     """Execute NB in a temporary copy of its source folder; return its deterministic serialisation."""
     from nbclient import NotebookClient
@@ -261,16 +318,25 @@ def execute_solution(course: Course, assignment: Assignment, nb: nbformat.Notebo
         return dumps_notebook(nb, workdirs=[work, Path(tmp)])
 
 
-def build_solutions(course: Course, assignment: Assignment, log: Log) -> list[Path]:
+def build_solutions(course: Course, assignment: Assignment, log: Log, force: bool = False) -> list[Path]:
+    """Execute each notebook's solution whose inputs changed (all with FORCE); re-serialise the others."""
     written = []
     for notebook in assignment.notebooks:
         src = course.source_dir / assignment.id / notebook.filename
-        t0 = time.perf_counter()
-        text = execute_solution(course, assignment, solution_notebook(read_notebook(src)), log)
         dest = course.solutions_dir / assignment.id / notebook.filename
-        changed = write_text(dest, text)
-        note = "" if changed else ", unchanged"
-        log(f"  solutions/{assignment.id}/{notebook.filename} ({time.perf_counter() - t0:.1f} s{note})")
+        shown = f"solutions/{assignment.id}/{notebook.filename}"
+        inputs = solution_inputs(course, assignment, notebook)
+        if not force and dest.is_file() and recorded_inputs(dest) == inputs:
+            # Same inputs: keep its outputs, apply only today's serialisation.
+            changed = write_text(dest, dumps_notebook(read_notebook(dest)))
+            log(f"  {shown} (inputs unchanged, not executed{', re-serialised' if changed else ''})")
+            written.append(dest)
+            continue
+        t0 = time.perf_counter()
+        nb = solution_notebook(read_notebook(src))
+        nb.metadata[BUILD_KEY] = {"inputs": inputs}
+        changed = write_text(dest, execute_solution(course, assignment, nb, log))
+        log(f"  {shown} (executed in {time.perf_counter() - t0:.1f} s{'' if changed else ', same bytes'})")
         written.append(dest)
     return written
 
@@ -445,6 +511,7 @@ def build(
     assignment_ids: list[str] | None = None,
     *,
     solutions: bool = True,
+    force: bool = False,
     log: Log = print,
 ) -> list[Assignment]:
     """Write cnnvis/settings.json, release/ (toolkit included) and, unless SOLUTIONS is False, solutions/."""
@@ -459,7 +526,7 @@ def build(
         write_release(course, [a.id for a in todo], log)
     if solutions:
         for assignment in todo:
-            build_solutions(course, assignment, log)
+            build_solutions(course, assignment, log, force=force)
     return todo
 
 
@@ -468,7 +535,7 @@ def main(args) -> int:
     course = load_course(args.course)
     t0 = time.perf_counter()
     try:
-        built = build(course, args.assignment, solutions=not args.skip_solutions)
+        built = build(course, args.assignment, solutions=not args.skip_solutions, force=args.force)
     except BuildError as exc:
         print(f"course build: {exc}", file=sys.stderr)
         return 1

@@ -1,7 +1,7 @@
 """The `course` command: one argparse front end whose subcommands hand off to their modules.
 
     course check [--fast] [--assignment ID ...]
-    course build [--assignment ID ...] [--skip-solutions]
+    course build [--assignment ID ...] [--skip-solutions] [--force]
     course grade SUBMISSIONS [--assignment ID ...] [--out DIR] [--workers N] [--regrade] [--allow-unsandboxed]
     course demo
 
@@ -57,6 +57,9 @@ def parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", parents=[common], help="regenerate release/, solutions/ and cnnvis/settings.json")
     build.add_argument("--assignment", action="append", metavar="ID", help="build only this assignment (repeatable)")
     build.add_argument("--skip-solutions", action="store_true", help="do not execute solutions (release/ only)")
+    build.add_argument(
+        "--force", action="store_true", help="execute every solution, even those whose inputs are unchanged"
+    )
 
     grade = sub.add_parser("grade", parents=[common], help="autograde SUBMISSIONS/<student>/<assignment>/<nb>.ipynb")
     grade.add_argument("submissions", type=Path, metavar="SUBMISSIONS")

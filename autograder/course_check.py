@@ -238,6 +238,13 @@ def check_sync(course: Course, assignments: list[Assignment]):
             difference = solution_difference(src, sol)
             if difference:
                 yield Finding("sync", f"{_rel(course, sol)}{difference}", "differs from the source")
+            elif build.recorded_inputs(sol) != build.solution_inputs(course, a, notebook):
+                yield Finding(
+                    "sync",
+                    _rel(course, sol),
+                    "executed with other inputs (its source, course.yml section, toolkit or pinned packages "
+                    "changed since): run `course build`",
+                )
     settings = build.settings_path(course)
     if not settings.is_file() or settings.read_text(encoding="utf-8") != build.settings_json(course):
         yield Finding("sync", _rel(course, settings), "out of sync with course.yml: run `course build`")

@@ -27,11 +27,22 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     return files
 
 
-def test_build_twice_gives_identical_bytes(review_course: Path):
+def test_build_is_incremental_and_deterministic(review_course: Path):
     course = load_course(review_course)
-    build.build(course, ["review"], log=lambda _m: None)
+    (course.solutions_dir / "review" / "label_loss_review.ipynb").unlink()
+    logs: list[str] = []
+    build.build(course, ["review"], log=logs.append)
     first = _snapshot(review_course)
-    build.build(course, ["review"], log=lambda _m: None)
+    assert any("label_loss_review.ipynb (executed in" in line for line in logs), logs
+
+    logs.clear()  # same inputs: not executed again, same bytes
+    build.build(course, ["review"], log=logs.append)
+    assert any("label_loss_review.ipynb (inputs unchanged, not executed)" in line for line in logs), logs
+    assert _snapshot(review_course) == first
+
+    logs.clear()  # --force executes; on one machine the outputs are bit-identical
+    build.build(course, ["review"], force=True, log=logs.append)
+    assert any("label_loss_review.ipynb (executed in" in line for line in logs), logs
     assert _snapshot(review_course) == first
     nb = first["solutions/review/label_loss_review.ipynb"].decode()
     assert "BEGIN SOLUTION" not in nb and "HIDDEN TESTS" not in nb and str(review_course) not in nb
@@ -54,8 +65,48 @@ def _sync_without_executing(course) -> None:
     build.write_toolkit(course, log=lambda _m: None)
     source = build.read_notebook(course.source_dir / "review" / "label_loss_review.ipynb")
     solution = course.solutions_dir / "review" / "label_loss_review.ipynb"
-    solution.write_text(build.dumps_notebook(build.solution_notebook(source)), encoding="utf-8")
+    nb = build.solution_notebook(source)
+    nb.metadata[build.BUILD_KEY] = {"inputs": build.solution_inputs(course, *_review(course))}
+    solution.write_text(build.dumps_notebook(nb), encoding="utf-8")
     examples.write_examples(course, log=lambda _m: None)
+
+
+def _review(course):
+    assignment = course.assignment("review")
+    return assignment, assignment.notebooks[0]
+
+
+def test_solution_inputs_cover_the_notebooks_own_inputs_only(review_course: Path):
+    """A solution is stale when its source, its course.yml section or the toolkit changed; not otherwise."""
+    course = load_course(review_course)
+    _sync_without_executing(course)
+    digest = build.solution_inputs(course, *_review(course))
+    assert not run_checks(course, ["review"], fast=True, log=lambda _m: None)
+
+    course_yml = review_course / "course.yml"
+    raw = yaml.safe_load(course_yml.read_text(encoding="utf-8"))
+    next(a for a in raw["assignments"] if a["id"] == "lab1")["notebooks"][0]["parts"][0]["points"] += 1
+    course_yml.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert build.solution_inputs(load_course(review_course), *_review(course)) == digest  # another assignment
+
+    toolkit = review_course / "cnnvis" / "plots.py"
+    toolkit.write_text(toolkit.read_text(encoding="utf-8") + "\n# a change\n", encoding="utf-8")
+    assert build.solution_inputs(course, *_review(course)) != digest
+    toolkit.write_text(toolkit.read_text(encoding="utf-8").removesuffix("\n# a change\n"), encoding="utf-8")
+    assert build.solution_inputs(course, *_review(course)) == digest
+
+    # A hidden-test edit leaves the solution's cells as they are, but the source is an input: stale.
+    src = course.source_dir / "review" / "label_loss_review.ipynb"
+    nb = build.read_notebook(src)
+    graded = next(c for c in nb.cells if build.HIDDEN_END in c.source)
+    graded.source = graded.source.replace(f"### {build.HIDDEN_END}", f"# one more hidden line\n### {build.HIDDEN_END}")
+    src.write_text(build.dumps_notebook(nb), encoding="utf-8")
+    findings = [str(f) for f in run_checks(course, ["review"], fast=True, log=lambda _m: None) if f.section == "sync"]
+    sol = "solutions/review/label_loss_review.ipynb"
+    assert findings == [
+        f"{sol}: executed with other inputs (its source, course.yml section, toolkit or pinned "
+        "packages changed since): run `course build`"
+    ], findings
 
 
 def test_check_names_planted_leaks_and_out_of_sync_cells(review_course: Path):
