@@ -104,3 +104,49 @@ def scores(root: Path, course: Course, student: str, aid: str) -> tuple[float, f
             return float(sub.score), float(sub.max_score)
     except MissingEntry:
         return None
+
+
+def record_roster(root: Path, course: Course, students: dict[str, Any]) -> None:
+    """Names and emails from the roster (id -> roster.Student) on the gradebook's students.
+
+    Students are created when missing, so formgrader and `nbgrader export` list enrolled students
+    who submitted nothing (with a 0) instead of silently dropping them. Ids not in the roster keep
+    whatever names they had: nothing is guessed from an id.
+    """
+    with warnings.catch_warnings(), Gradebook(db_url(root), course_id=course.id) as gb:
+        warnings.simplefilter("ignore")
+        for s in students.values():
+            gb.update_or_create_student(s.id, first_name=s.first_name, last_name=s.last_name, email=s.email)
+
+
+def manual_entries(root: Path, course: Course, student: str, assignment: Assignment) -> dict[str, dict[str, dict]]:
+    """notebook -> grade_id -> {"score", "comment"}: what a TA entered in formgrader, per graded part.
+
+    `score` is the TA's manual score (None until graded, or when an autograded part was not
+    overridden); `comment` the TA's comment (None when empty). Parts with neither are left out,
+    so an empty result means no TA input yet.
+    """
+    out: dict[str, dict[str, dict]] = {}
+    try:
+        with Gradebook(db_url(root), course_id=course.id) as gb:
+            for nb in assignment.notebooks:
+                entries: dict[str, dict] = {}
+                for part in nb.parts:
+                    score = comment = None
+                    try:
+                        grade = gb.find_grade(part.grade_id, nb.name, assignment.id, student)
+                        score = None if grade.manual_score is None else float(grade.manual_score)
+                    except MissingEntry:
+                        pass
+                    try:
+                        text = gb.find_comment(part.grade_id, nb.name, assignment.id, student).manual_comment
+                        comment = text if text and text.strip() else None
+                    except MissingEntry:
+                        pass
+                    if score is not None or comment is not None:
+                        entries[part.grade_id] = {"score": score, "comment": comment}
+                if entries:
+                    out[nb.name] = entries
+    except MissingEntry:
+        pass
+    return out
