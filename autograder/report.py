@@ -4,8 +4,8 @@ Read from what grading stored (OUT/work/results, OUT/course/gradebook.db, OUT/wo
 - the score distribution of every part (autograded parts from the judge's verdicts, written parts
   from the TA's scores, a TA's override winning as in nbgrader) and of each assignment's total;
 - the class's most common mistakes per part: how many students got each diagnosis, from the
-  verdict's "diagnoses" codes when the judge gave some, else the first sentence of each problem
-  the judge named (numbers replaced by "#" so "max abs difference 0.224" and "... 0.31" group);
+  verdict's "diagnoses" codes when the judge gave some, else the first sentence of the verdict's
+  message (numbers replaced by "#" so "max abs difference 0.224" and "... 0.31" group);
 - submission statuses and the time each notebook took to grade;
 - the roster check (who submitted without being enrolled, who is enrolled and submitted nothing).
 
@@ -21,6 +21,7 @@ import html
 import io
 import re
 import sys
+import textwrap
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,15 +53,15 @@ def first_sentence(text: str) -> str:
 
 
 def diagnoses(verdict: dict[str, Any]) -> list[str]:
-    """The distinct diagnoses of one failed verdict: its codes if the judge gave some, else its problems."""
+    """One failed verdict's diagnoses: its codes if the judge gave some, else its message's first sentence.
+
+    Only the first problem counts: the judge lists the same mistake once per probe input it showed.
+    """
     codes = verdict.get("diagnoses")
     if isinstance(codes, list) and codes and all(isinstance(c, str) for c in codes):
         return sorted({c[:100] for c in codes})
-    message = str(verdict.get("message", ""))
-    problems = [line for line in message.split("\n") if line.strip()] or ["(no message)"]
-    if not message.lstrip().startswith("- "):  # one message, not the judge's list of problems
-        problems = [message]
-    return sorted({first_sentence(p) for p in problems})
+    lines = [line for line in str(verdict.get("message", "")).split("\n") if line.strip()]
+    return [first_sentence(lines[0]) if lines else "(no message)"]
 
 
 @dataclass
@@ -127,10 +128,13 @@ def collect(course: Course, out: Path) -> ClassData:
         a, student = st.assignment, result["student_id"]
         st.statuses[result["status"]] += 1
         submitted = result["status"] != "missing"
-        entries = gradebook.manual_entries(course_root, course, student, a) if submitted and has_gradebook else {}
+        if not submitted:  # counted in the statuses; scores and times are about work handed in
+            st.students.append((student, names.get(student, ""), result["status"], 0.0, 0.0))
+            continue
+        entries = gradebook.manual_entries(course_root, course, student, a) if has_gradebook else {}
         auto = float(result.get("auto_score", 0.0))
         total = auto
-        if submitted and has_gradebook:
+        if has_gradebook:
             stored = gradebook.scores(course_root, course, student, a.id)
             total = stored[0] if stored else auto
         st.totals.append(total)
@@ -149,7 +153,7 @@ def collect(course: Course, out: Path) -> ClassData:
                 if ta is not None:
                     ps.scores.append(float(ta))
                 elif part.manual:
-                    ps.ungraded += submitted
+                    ps.ungraded += 1
                 elif v is not None:
                     ps.scores.append(float(v["score"]))
                 if v is not None and nb.get("status") == "graded" and float(v["score"]) < float(v["max_score"]):
@@ -175,8 +179,9 @@ def _png(fig) -> str:
 
 
 def _label(text: str) -> str:
-    text = text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"
-    return text.replace("$", r"\$")  # no mathtext from a student's message
+    """A plot label: at most two lines of LABEL_CHARS // 2, and no mathtext from a student's message."""
+    lines = textwrap.wrap(text, LABEL_CHARS // 2, max_lines=2, placeholder=" …") or [""]
+    return "\n".join(lines).replace("$", r"\$")
 
 
 def _pyplot():
@@ -186,6 +191,13 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _whole_numbers(axis) -> None:
+    """Ticks at whole numbers only: the axis counts students."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def scores_plot(st: AssignmentStats) -> str:
@@ -208,12 +220,17 @@ def scores_plot(st: AssignmentStats) -> str:
     left.set_yticks(list(y), [f"{ps.grade_id} ({ps.points:g})" for ps in parts])
     left.invert_yaxis()
     left.set_xlabel("students")
-    left.legend(loc="lower right", fontsize=8)
+    _whole_numbers(left.xaxis)
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (0.45 * len(parts) + 1.6) - 0.12), ncol=4, fontsize=8)
     left.set_title("points per part")
     maximum = st.assignment.max_score
-    right.hist(st.totals, bins=min(20, max(5, int(maximum) + 1)), range=(0, maximum), color="#1565c0")
+    # one bar per whole point up to 40 points, centred on it; 20 bins beyond
+    edges = [i - 0.5 for i in range(int(maximum) + 2)] if maximum <= 40 else 20
+    right.hist(st.totals, bins=edges, color="#1565c0", rwidth=0.85)
+    right.set_xlim(-0.5, maximum + 0.5)
     right.set_xlabel(f"total (of {maximum:g})")
     right.set_ylabel("students")
+    _whole_numbers(right.yaxis)
     right.set_title("totals")
     fig.tight_layout()
     return _png(fig)
@@ -227,12 +244,12 @@ def mistakes_plot(st: AssignmentStats) -> str | None:
     )[:TOP_MISTAKES]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(11, 0.4 * len(rows) + 1.2))
+    fig, ax = plt.subplots(figsize=(11, 0.55 * len(rows) + 1.2))
     ax.barh(range(len(rows)), [r[0] for r in rows], color="#c62828")
     ax.set_yticks(range(len(rows)), [_label(f"{gid}: {d}") for _, gid, d in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("students")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    _whole_numbers(ax.xaxis)
     ax.set_title("most common mistakes")
     fig.tight_layout()
     return _png(fig)
@@ -253,6 +270,7 @@ def statuses_plot(data: ClassData) -> str:
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.set_xlabel("submissions")
+    _whole_numbers(ax.xaxis)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("submission status")
     fig.tight_layout()
