@@ -112,7 +112,7 @@ def collect(course: Course, out: Path) -> ClassData:
 
     out = Path(out)
     course_root = out / "course"
-    has_gradebook = (course_root / "gradebook.db").is_file()
+    grades = gradebook.class_grades(course_root, course)
     stats = {
         a.id: AssignmentStats(
             a, {p.grade_id: PartStats(p.grade_id, p.points, p.manual) for nb in a.notebooks for p in nb.parts}
@@ -131,12 +131,9 @@ def collect(course: Course, out: Path) -> ClassData:
         if not submitted:  # counted in the statuses; scores and times are about work handed in
             st.students.append((student, names.get(student, ""), result["status"], 0.0, 0.0))
             continue
-        entries = gradebook.manual_entries(course_root, course, student, a) if has_gradebook else {}
         auto = float(result.get("auto_score", 0.0))
-        total = auto
-        if has_gradebook:
-            stored = gradebook.scores(course_root, course, student, a.id)
-            total = stored[0] if stored else auto
+        stored = grades.get((student, a.id))
+        entries, total = (stored.manual, stored.score) if stored else ({}, auto)
         st.totals.append(total)
         st.students.append((student, names.get(student, ""), result["status"], auto, total))
         for nb in result["notebooks"]:

@@ -53,12 +53,13 @@ def refresh_feedback(course: Course, out: Path, only_with_ta_input: bool = False
     pages = with_input = 0
     skipped: list[str] = []
     known = {a.id for a in course.assignments}
+    grades = gradebook.class_grades(course_root, course)
     for result in stored_results(out / "work"):
         student, aid = result["student_id"], result["assignment"]
-        if aid not in known or result["status"] == "missing" or not (course_root / "gradebook.db").is_file():
+        if aid not in known or (student, aid) not in grades:
             continue
         assignment = course.assignment(aid)
-        entries = gradebook.manual_entries(course_root, course, student, assignment)
+        entries = grades[(student, aid)].manual
         specs: dict[str, Notebook] = {nb.name: nb for nb in assignment.notebooks}
         for nb in result["notebooks"]:
             spec = specs.get(nb.get("name"))

@@ -54,7 +54,7 @@ def _header(text: str) -> NotebookNode:
 
 # ----------------------------------------------------------------------------- the TA's grades
 # `manual` maps a grade_id to {"score": float | None, "comment": str | None}: what a TA entered in
-# formgrader (gradebook.manual_entries). A TA's comment is plain text: escaped, newlines kept, and
+# formgrader (gradebook.class_grades). A TA's comment is plain text: escaped, newlines kept, and
 # set as one raw-HTML line so neither markdown nor math ever interprets it.
 
 

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,34 +120,40 @@ def record_roster(root: Path, course: Course, students: dict[str, Any]) -> None:
             gb.update_or_create_student(s.id, first_name=s.first_name, last_name=s.last_name, email=s.email)
 
 
-def manual_entries(root: Path, course: Course, student: str, assignment: Assignment) -> dict[str, dict[str, dict]]:
-    """notebook -> grade_id -> {"score", "comment"}: what a TA entered in formgrader, per graded part.
+@dataclass(frozen=True)
+class SubmissionGrades:
+    """One submission as the gradebook has it, after TAs graded in formgrader."""
 
-    `score` is the TA's manual score (None until graded, or when an autograded part was not
-    overridden); `comment` the TA's comment (None when empty). Parts with neither are left out,
-    so an empty result means no TA input yet.
+    score: float  # manual scores override auto scores, plus extra credit (nbgrader's total)
+    max_score: float
+    manual: dict[str, dict[str, dict]]  # notebook -> grade_id -> {"score", "comment"}: only parts a TA touched
+
+
+def class_grades(root: Path, course: Course) -> dict[tuple[str, str], SubmissionGrades]:
+    """(student, assignment) -> SubmissionGrades for every submission in the gradebook, in one session.
+
+    A manual `score` is the TA's (None until graded, or when an autograded part was not overridden);
+    `comment` is the TA's comment (None when empty). Parts with neither are left out, so an empty
+    `manual` means no TA input yet.
     """
-    out: dict[str, dict[str, dict]] = {}
-    try:
-        with Gradebook(db_url(root), course_id=course.id) as gb:
-            for nb in assignment.notebooks:
-                entries: dict[str, dict] = {}
-                for part in nb.parts:
-                    score = comment = None
-                    try:
-                        grade = gb.find_grade(part.grade_id, nb.name, assignment.id, student)
-                        score = None if grade.manual_score is None else float(grade.manual_score)
-                    except MissingEntry:
-                        pass
-                    try:
-                        text = gb.find_comment(part.grade_id, nb.name, assignment.id, student).manual_comment
-                        comment = text if text and text.strip() else None
-                    except MissingEntry:
-                        pass
-                    if score is not None or comment is not None:
-                        entries[part.grade_id] = {"score": score, "comment": comment}
-                if entries:
-                    out[nb.name] = entries
-    except MissingEntry:
-        pass
+    if not (root / "gradebook.db").is_file():
+        return {}
+    out: dict[tuple[str, str], SubmissionGrades] = {}
+    with Gradebook(db_url(root), course_id=course.id) as gb:
+        for assignment in gb.assignments:
+            for sub in assignment.submissions:
+                manual: dict[str, dict[str, dict]] = {}
+                for nb in sub.notebooks:
+                    entries: dict[str, dict] = {}
+                    for grade in nb.grades:
+                        if grade.manual_score is not None:
+                            entries[grade.name] = {"score": float(grade.manual_score), "comment": None}
+                    for comment in nb.comments:
+                        text = comment.manual_comment
+                        if text and text.strip():
+                            entries.setdefault(comment.name, {"score": None, "comment": None})["comment"] = text
+                    if entries:
+                        manual[nb.name] = entries
+                key = (sub.student.id, assignment.name)
+                out[key] = SubmissionGrades(float(sub.score), float(sub.max_score), manual)
     return out
