@@ -89,6 +89,7 @@ class ClassData:
     seconds: dict[str, list[float]]  # "assignment/notebook" -> grading seconds per submission
     roster: RosterCheck | None
     names: dict[str, str]
+    unreadable: int = 0  # stored results this report could not read
 
 
 def _names(course: Course, course_root: Path) -> dict[str, str]:
@@ -107,6 +108,48 @@ def _names(course: Course, course_root: Path) -> dict[str, str]:
         }
 
 
+def _add(
+    st: AssignmentStats,
+    result: dict[str, Any],
+    grades: dict,
+    names: dict[str, str],
+    seconds: dict[str, list[float]],
+) -> None:
+    """Count one stored result (student x assignment) into ST and SECONDS."""
+    a, student = st.assignment, result["student_id"]
+    st.statuses[result["status"]] += 1
+    submitted = result["status"] != "missing"
+    if not submitted:  # counted in the statuses; scores and times are about work handed in
+        st.students.append((student, names.get(student, ""), result["status"], 0.0, 0.0))
+        return
+    auto = float(result.get("auto_score", 0.0))
+    stored = grades.get((student, a.id))
+    entries, total = (stored.manual, stored.score) if stored else ({}, auto)
+    st.totals.append(total)
+    st.students.append((student, names.get(student, ""), result["status"], auto, total))
+    for nb in result["notebooks"]:
+        timings = nb.get("timings") or {}
+        if nb.get("status") != "missing" and timings:
+            seconds[f"{a.id}/{nb['name']}"].append(
+                sum(float(t) for t in timings.values() if isinstance(t, int | float))
+            )
+        verdicts = {v["grade_id"]: v for v in nb.get("verdicts", []) if isinstance(v, dict) and "grade_id" in v}
+        manual = entries.get(nb.get("name"), {})
+        spec = next((n for n in a.notebooks if n.name == nb.get("name")), None)
+        for part in spec.parts if spec else []:
+            ps = st.parts[part.grade_id]
+            ta = (manual.get(part.grade_id) or {}).get("score")
+            v = verdicts.get(part.grade_id)
+            if ta is not None:
+                ps.scores.append(float(ta))
+            elif part.manual:
+                ps.ungraded += 1
+            elif v is not None:
+                ps.scores.append(float(v["score"]))
+            if v is not None and nb.get("status") == "graded" and float(v["score"]) < float(v["max_score"]):
+                ps.mistakes.update(diagnoses(v))
+
+
 def collect(course: Course, out: Path) -> ClassData:
     from autograder.grading import gradebook
 
@@ -121,40 +164,15 @@ def collect(course: Course, out: Path) -> ClassData:
     }
     seconds: dict[str, list[float]] = defaultdict(list)
     names = _names(course, course_root)
+    unreadable = 0
     for result in stored_results(out / "work"):
         st = stats.get(result["assignment"])
         if st is None:
             continue
-        a, student = st.assignment, result["student_id"]
-        st.statuses[result["status"]] += 1
-        submitted = result["status"] != "missing"
-        if not submitted:  # counted in the statuses; scores and times are about work handed in
-            st.students.append((student, names.get(student, ""), result["status"], 0.0, 0.0))
-            continue
-        auto = float(result.get("auto_score", 0.0))
-        stored = grades.get((student, a.id))
-        entries, total = (stored.manual, stored.score) if stored else ({}, auto)
-        st.totals.append(total)
-        st.students.append((student, names.get(student, ""), result["status"], auto, total))
-        for nb in result["notebooks"]:
-            timings = nb.get("timings") or {}
-            if nb.get("status") != "missing" and timings:
-                seconds[f"{a.id}/{nb['name']}"].append(sum(float(t) for t in timings.values()))
-            verdicts = {v["grade_id"]: v for v in nb.get("verdicts", []) if isinstance(v, dict) and "grade_id" in v}
-            manual = entries.get(nb.get("name"), {})
-            spec = next((n for n in a.notebooks if n.name == nb.get("name")), None)
-            for part in spec.parts if spec else []:
-                ps = st.parts[part.grade_id]
-                ta = (manual.get(part.grade_id) or {}).get("score")
-                v = verdicts.get(part.grade_id)
-                if ta is not None:
-                    ps.scores.append(float(ta))
-                elif part.manual:
-                    ps.ungraded += 1
-                elif v is not None:
-                    ps.scores.append(float(v["score"]))
-                if v is not None and nb.get("status") == "graded" and float(v["score"]) < float(v["max_score"]):
-                    ps.mistakes.update(diagnoses(v))
+        try:
+            _add(st, result, grades, names, seconds)
+        except (KeyError, TypeError, ValueError, AttributeError):  # a result from another version of the grader
+            unreadable += 1
     return ClassData(
         assignments=[s for s in stats.values() if s.statuses],
         seconds=dict(seconds),
@@ -393,6 +411,8 @@ def render(course: Course, data: ClassData) -> str:
     ]
     if not data.assignments:
         body.append("<p>Nothing has been graded yet.</p>")
+    if data.unreadable:
+        body.insert(2, f'<p class="warn">{data.unreadable} stored results could not be read and are left out.</p>')
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
