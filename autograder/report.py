@@ -5,7 +5,8 @@ Read from what grading stored (OUT/work/results, OUT/course/gradebook.db, OUT/wo
   from the TA's scores, a TA's override winning as in nbgrader) and of each assignment's total;
 - the class's most common mistakes per part: how many students got each diagnosis, from the
   verdict's "diagnoses" codes when the judge gave some, else the first sentence of the verdict's
-  message (numbers replaced by "#" so "max abs difference 0.224" and "... 0.31" group);
+  message (numbers replaced by "#" so "max abs difference 0.224" and "... 0.31" group), or the
+  error the graded cell stopped with when it recorded nothing;
 - submission statuses and the time each notebook took to grade;
 - the roster check (who submitted without being enrolled, who is enrolled and submitted nothing).
 
@@ -33,7 +34,8 @@ from autograder.roster import RosterCheck, load_check
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 TOP_MISTAKES = 12  # bars per assignment's mistakes plot (the table below it lists them all)
-LABEL_CHARS = 70  # a plot label is cut here; the table has the whole text
+LABEL_CHARS = 100  # a plot label is cut here (two lines); the table has the whole text
+_STOPPED = re.compile(r"The cell stopped with ([A-Za-z_][\w.]*): ?(.*)", re.S)  # judge.explain_missing
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w])")
 
 
@@ -60,7 +62,14 @@ def diagnoses(verdict: dict[str, Any]) -> list[str]:
     codes = verdict.get("diagnoses")
     if isinstance(codes, list) and codes and all(isinstance(c, str) for c in codes):
         return sorted({c[:100] for c in codes})
-    lines = [line for line in str(verdict.get("message", "")).split("\n") if line.strip()]
+    message = str(verdict.get("message", ""))
+    stopped = _STOPPED.search(message)
+    if stopped:  # no evidence because the graded cell raised: its error is the diagnosis
+        name, text = stopped.group(1), first_sentence(stopped.group(2))
+        if name == "NotImplementedError":
+            return ["not answered: the cell stopped with NotImplementedError"]
+        return [f"the cell stopped with {name}: {text}" if text else f"the cell stopped with {name}"]
+    lines = [line for line in message.split("\n") if line.strip()]
     return [first_sentence(lines[0]) if lines else "(no message)"]
 
 

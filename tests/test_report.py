@@ -98,12 +98,11 @@ def test_report_counts_statuses_scores_and_common_mistakes(graded):
     assert "<td>mini_convert</td><td>auto</td>" + cells(2, 2, 4, "1.00", 0) in rows
     assert "<td>mini_written</td><td>written (TA)</td>" + cells(1, 0, 0, "", 4) in rows
     # the class's mistakes: the two students with the same to_integer slip are one diagnosis
-    mistakes = [r for r in rows if r.startswith(("<td>mini_convert</td><td>t", "<td>mini_detect_format</td><td>N"))]
+    mistakes = [r for r in rows if r.startswith(("<td>mini_convert</td><td>t", "<td>mini_detect_format</td><td>t"))]
     assert mistakes == [
         "<td>mini_convert</td><td>to_integer(a one-hot array of shape (#, #) (dtype float64)): row # is #, expected #."
         "</td>" + cells(2),
-        "<td>mini_detect_format</td><td>No result was recorded for this part: the graded cell was not reached, or an "
-        "error (see the cells above it) stopped it before its hidden checks ran.</td>" + cells(1),
+        "<td>mini_detect_format</td><td>the cell stopped with AssertionError</td>" + cells(1),
     ]
 
 
@@ -163,3 +162,10 @@ def test_diagnosis_keys():
     ]
     assert diagnoses({"message": "- wrong sign at 0.3. More.\n- other"}) == ["wrong sign at #."]
     assert diagnoses({"message": "", "diagnoses": "not a list"}) == ["(no message)"]
+    no_result = "No result was recorded for this part: ... ran. The cell stopped with "
+    assert diagnoses({"message": no_result + "AssertionError: conv2d: output shape (None, 26, 26, 16), expected"}) == [
+        "the cell stopped with AssertionError: conv2d: output shape (None, #, #, #), expected"
+    ]
+    assert diagnoses({"message": no_result + "NotImplementedError: "}) == [
+        "not answered: the cell stopped with NotImplementedError"
+    ]
