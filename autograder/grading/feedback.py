@@ -64,7 +64,8 @@ def ta_comment_cell(entry: dict | None) -> NotebookNode | None:
         return None
     text = html.escape(str(comment).strip()).replace("$", "&#36;")
     text = "<br>".join(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
-    return _header(f'<div class="ta-comment"><strong>TA comment:</strong><br>{text}</div>')
+    style = "border-left:4px solid #1565c0;background:#e3f2fd;padding:.5em 1em"
+    return _header(f'<div class="ta-comment" style="{style}"><strong>TA comment:</strong><br>{text}</div>')
 
 
 def ta_score_text(points: float, auto: float | None, entry: dict | None) -> str | None:
