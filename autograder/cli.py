@@ -3,6 +3,9 @@
     course check [--fast] [--assignment ID ...]
     course build [--assignment ID ...] [--skip-solutions] [--force]
     course grade SUBMISSIONS [--assignment ID ...] [--out DIR] [--workers N] [--regrade] [--allow-unsandboxed]
+                 [--roster CSV]
+    course feedback [OUT]
+    course report [OUT]
     course demo
 
 Modules are imported only for the subcommand that runs, so `course --help` and usage errors
@@ -24,6 +27,8 @@ _HANDLERS = {
     "build": ("autograder.build", "main"),
     "grade": ("autograder.cli", "grade_main"),
     "demo": ("autograder.demo", "main"),
+    "feedback": ("autograder.ta_feedback", "main"),
+    "report": ("autograder.report", "main"),
 }
 
 
@@ -46,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
         prog="course",
         description="Build, check and grade the autograded CNN visualisation course (course.yml → nbgrader).",
     )
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{check,build,grade,demo}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{check,build,grade,feedback,report,demo}")
 
     check = sub.add_parser(
         "check", parents=[common], help="validate course.yml, source notebooks, release/solutions sync, leaks"
@@ -74,6 +79,21 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run kernels without bubblewrap if it is unavailable (trusted submissions only)",
     )
+    grade.add_argument(
+        "--roster",
+        type=Path,
+        metavar="CSV",
+        help="the class list, header id,first_name,last_name,email: names for formgrader and nbgrader export",
+    )
+
+    for name, what in (
+        ("feedback", "rewrite the feedback pages with the TAs' scores and comments from formgrader"),
+        ("report", "write OUT/report/index.html: score distributions, common mistakes, statuses, times"),
+    ):
+        cmd = sub.add_parser(name, parents=[common], help=what)
+        cmd.add_argument(
+            "out", type=Path, nargs="?", default=Path("grading-output"), metavar="OUT", help="default: ./grading-output"
+        )
 
     demo = sub.add_parser("demo", parents=[common], help="grade the bundled example submissions into ./demo-output")
     demo.add_argument("--out", type=Path, default=Path("demo-output"), metavar="DIR", help="default: ./demo-output")
@@ -103,15 +123,39 @@ def print_report(report) -> None:
     print(f"formgrader (manual grades): cd {report.course_root} && jupyter lab")
 
 
+def after_grading(course, report, submissions: Path, roster_path: Path | None = None, roster=None) -> None:
+    """What follows every `course grade`: roster names into the gradebook, TA grades onto the
+    feedback pages, the class report."""
+    from autograder.grading import gradebook
+    from autograder.report import write_report
+    from autograder.roster import check_roster, save_check
+    from autograder.ta_feedback import refresh_feedback
+
+    if roster is not None:
+        gradebook.record_roster(report.course_root, course, roster)
+        submitted = sorted(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+        check = check_roster(roster_path, roster, submitted)
+        save_check(report.out, check)
+        for line in check.lines():
+            print(f"roster: {line}")
+    refreshed = refresh_feedback(course, report.out, only_with_ta_input=True)
+    if refreshed.with_ta_input:
+        print(f"feedback with TA grades: {refreshed.with_ta_input} pages")
+    print(f"report:    {write_report(course, report.out)}")
+
+
 def grade_main(args) -> int:
     """`course grade`: grade_class on SUBMISSIONS; a bad submission is a row, only usage errors fail."""
     if not any(p.is_dir() for p in args.submissions.iterdir()):
         print(f"course grade: {args.submissions} has no <student>/ folders", file=sys.stderr)
         return 2
     from autograder.course import load_course
-    from autograder.grading.batch import SandboxUnavailable, grade_class  # imports nbgrader: only when needed
+    from autograder.roster import load_roster
 
     course = load_course(args.course)
+    roster = load_roster(args.roster) if args.roster else None  # a bad roster fails before any grading
+    from autograder.grading.batch import SandboxUnavailable, grade_class  # imports nbgrader: only when needed
+
     try:
         report = grade_class(
             course,
@@ -126,6 +170,7 @@ def grade_main(args) -> int:
         print(f"course grade: {exc}", file=sys.stderr)
         return 2
     print_report(report)
+    after_grading(course, report, args.submissions, args.roster, roster)
     return 0
 
 

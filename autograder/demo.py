@@ -63,7 +63,7 @@ def refresh_examples(course: Course, log=print) -> bool:
 
 def main(args) -> int:
     """`course demo`, called by autograder.cli with parsed ARGS (course, out)."""
-    from autograder.cli import print_report
+    from autograder.cli import after_grading, print_report
     from autograder.grading.batch import SandboxUnavailable, grade_class
 
     course = load_course(args.course)
@@ -90,5 +90,6 @@ def main(args) -> int:
         report = grade_class(course, submissions, Path(args.out), allow_unsandboxed=True)
     print()
     print_report(report)
+    after_grading(course, report, submissions)
     print(f"\ndemo done in {time.perf_counter() - t0:.1f} s")
     return 0

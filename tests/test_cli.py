@@ -21,7 +21,7 @@ def _usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_console_script_lists_the_subcommands():
     run = subprocess.run([str(COURSE_BIN), "--help"], capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
-    for command in ("check", "build", "grade", "demo"):
+    for command in ("check", "build", "grade", "feedback", "report", "demo"):
         assert command in run.stdout
 
 
@@ -64,3 +64,10 @@ def test_no_course_yml_here(tmp_path: Path, capsys):
 def test_grade_with_no_students_is_a_usage_error(tmp_path: Path, capsys):
     assert course_main(["grade", str(tmp_path), "--course", str(REPO)]) == 2
     assert "no <student>/ folders" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["report", "feedback"])
+def test_report_and_feedback_need_graded_results(tmp_path: Path, capsys, command):
+    assert course_main([command, str(tmp_path), "--course", str(REPO)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path} has no graded results" in err and "course grade" in err

@@ -2,8 +2,10 @@
 
 `course grade` leaves OUT/course as an nbgrader course root. This starts the real Jupyter server
 there, opens the graded submission in Chromium (Selenium, Debian's chromium-driver, nothing
-downloaded), types a score for the written part and checks that it reached gradebook.db, that the
-autograded parts show the judge's scores, and that grading the class again keeps the TA's score.
+downloaded), types a score and a comment for the written part and checks that they reached
+gradebook.db, that the autograded parts show the judge's scores, that `course feedback` puts the
+score, the comment and the new total on the student's feedback page (opened in Chromium too), and
+that grading the class again keeps the TA's score and the page.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook
 
+from autograder.cli import after_grading
+from autograder.cli import main as course_main
 from autograder.course import load_course
 from autograder.grading import gradebook
 from autograder.grading.batch import grade_class
@@ -132,6 +136,14 @@ def written_grade(course_root: Path, course, notebook: str):
         return grade.manual_score, grade.needs_manual_grade
 
 
+def written_comment(course_root: Path, course, notebook: str):
+    with Gradebook(gradebook.db_url(course_root), course_id=course.id) as gb:
+        return gb.find_comment("review_written", notebook, ASSIGNMENT, STUDENT).manual_comment
+
+
+COMMENT = "Good reasoning <b>but</b> name the loss.\nSee the table above."
+
+
 def test_ta_scores_the_written_answer_in_formgrader(graded, server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -168,6 +180,27 @@ def test_ta_scores_the_written_answer_in_formgrader(graded, server, browser):
         assert time.monotonic() < deadline, f"formgrader did not save the score: {saved}"
         time.sleep(0.3)
 
+    comment = browser.find_element(By.ID, "review_written-comment")
+    comment.send_keys(COMMENT)
+    comment.send_keys(Keys.TAB)
+    while (saved := written_comment(report.course_root, course, notebook)) != COMMENT:
+        assert time.monotonic() < deadline + 30, f"formgrader did not save the comment: {saved!r}"
+        time.sleep(0.3)
+
+    # the student's page: written at autograde time, it knows nothing of the TA until `course feedback`
+    page = report.feedback_dir / STUDENT / ASSIGNMENT / f"{notebook}.html"
+    assert "graded by a TA" in page.read_text() and "name the loss" not in page.read_text()
+    assert course_main(["feedback", str(report.out), "--course", str(REPO)]) == 0
+    browser.get(page.as_uri())
+    text = browser.find_element(By.TAG_NAME, "body").text
+    assert "Part review_written: written answer, 1.5 / 2, graded by a TA" in text
+    assert "Total: 12.5 / 13" in text
+    assert "TA comment:\nGood reasoning <b>but</b> name the loss.\nSee the table above." in text  # text, not markup
+    assert not browser.find_elements(By.CSS_SELECTOR, ".ta-comment b")
+
     again = grade_class(course, subs, report.out, progress=False)  # resume: nothing regraded, the TA's score kept
     assert [(r.auto_score, r.score, r.max_score) for r in again.rows] == [(11, 12.5, 13)]
     assert "12.5" in again.csv_path.read_text()
+    page.unlink()  # the end of `course grade` rewrites the pages that have TA grades
+    after_grading(course, again, subs)
+    assert "1.5 / 2, graded by a TA" in page.read_text() and "name the loss" in page.read_text()

@@ -52,8 +52,54 @@ def _header(text: str) -> NotebookNode:
     return nbformat.v4.new_markdown_cell(text)
 
 
+# ----------------------------------------------------------------------------- the TA's grades
+# `manual` maps a grade_id to {"score": float | None, "comment": str | None}: what a TA entered in
+# formgrader (gradebook.class_grades). A TA's comment is plain text: escaped, newlines kept, and
+# set as one raw-HTML line so neither markdown nor math ever interprets it.
+
+
+def ta_comment_cell(entry: dict | None) -> NotebookNode | None:
+    comment = (entry or {}).get("comment")
+    if not comment:
+        return None
+    text = html.escape(str(comment).strip()).replace("$", "&#36;")
+    text = "<br>".join(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+    style = "border-left:4px solid #1565c0;background:#e3f2fd;padding:.5em 1em"
+    return _header(f'<div class="ta-comment" style="{style}"><strong>TA comment:</strong><br>{text}</div>')
+
+
+def ta_score_text(points: float, auto: float | None, entry: dict | None) -> str | None:
+    """The part's score as the TA set it ("1.5 / 2, graded by a TA"), or None when the TA set none."""
+    score = (entry or {}).get("score")
+    if score is None:
+        return None
+    if auto is None:
+        return f"{score:g} / {points:g}, graded by a TA"
+    return f"{score:g} / {points:g} (set by a TA; the autograder gave {auto:g})"
+
+
+def ta_total_line(spec: Notebook, verdicts: dict[str, dict], manual: dict[str, dict]) -> str:
+    """The notebook's total with the TA's scores, saying how many written points are still to grade."""
+    total, pending = 0.0, 0.0
+    for part in spec.parts:
+        entry = manual.get(part.grade_id) or {}
+        if entry.get("score") is not None:
+            total += float(entry["score"])
+        elif part.manual:
+            pending += part.points
+        else:
+            total += float((verdicts.get(part.grade_id) or {}).get("score", 0.0))
+    line = f"**Total: {total:g} / {spec.max_score:g}**"
+    return line + (f" ({pending:g} written points not graded yet)" if pending else "")
+
+
 def feedback_notebook(
-    executed: NotebookNode, spec: Notebook, verdicts: dict[str, dict], status: str, message: str
+    executed: NotebookNode,
+    spec: Notebook,
+    verdicts: dict[str, dict],
+    status: str,
+    message: str,
+    manual: dict[str, dict] | None = None,
 ) -> NotebookNode:
     nb = copy.deepcopy(executed)
     secrets = _hidden_lines(nb)
@@ -61,7 +107,9 @@ def feedback_notebook(
     parts = {p.grade_id: p for p in spec.parts}
     auto = sum(v["score"] for v in verdicts.values())
     summary = [f"# Feedback: {spec.name}", f"**Autograded score: {auto:g} / {spec.auto_max:g}**"]
-    if spec.max_score > spec.auto_max:
+    if manual is not None:
+        summary.append(ta_total_line(spec, verdicts, manual))
+    elif spec.max_score > spec.auto_max:
         summary.append(f"Written answers ({spec.max_score - spec.auto_max:g} points) are graded by a TA.")
     if message:
         summary.append(f"**{status}:** {html.escape(message)}")
@@ -76,10 +124,13 @@ def feedback_notebook(
             v = verdicts.get(gid)
             text = v["message"] if v else "This part was not graded."
             score = f"{v['score']:g} / {v['max_score']:g}" if v else f"0 / {parts[gid].points:g}"
+            score = ta_score_text(parts[gid].points, v["score"] if v else 0.0, (manual or {}).get(gid)) or score
             cells.append(_header(f"### Part `{gid}`: {score}"))
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text + "\n")]
         elif graded:
-            cells.append(_header(f"### Part `{gid}`: written answer, {parts[gid].points:g} points, graded by a TA"))
+            ta = ta_score_text(parts[gid].points, None, (manual or {}).get(gid))
+            what = f"written answer, {ta}" if ta else f"written answer, {parts[gid].points:g} points, graded by a TA"
+            cells.append(_header(f"### Part `{gid}`: {what}"))
         elif cell.cell_type == "code" and secrets:
             for i, out in enumerate(cell.outputs):
                 text = _output_text(out)
@@ -88,6 +139,8 @@ def feedback_notebook(
                         "stream", name="stderr", text="[output withheld: it quoted a hidden test]\n"
                     )
         cells.append(cell)
+        if graded and (comment := ta_comment_cell((manual or {}).get(gid))) is not None:
+            cells.append(comment)
     nb.cells = cells
     return nb
 
@@ -119,8 +172,14 @@ def exporter() -> HTMLExporter:
 
 
 def write_feedback(
-    executed: NotebookNode, spec: Notebook, verdicts: dict[str, dict], status: str, message: str, path: Path
+    executed: NotebookNode,
+    spec: Notebook,
+    verdicts: dict[str, dict],
+    status: str,
+    message: str,
+    path: Path,
+    manual: dict[str, dict] | None = None,
 ) -> None:
-    nb = feedback_notebook(executed, spec, verdicts, status, message)
+    nb = feedback_notebook(executed, spec, verdicts, status, message, manual)
     body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": f"Feedback: {spec.name}"}})
     write_atomic(path, body.encode("utf-8"))

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +105,55 @@ def scores(root: Path, course: Course, student: str, aid: str) -> tuple[float, f
             return float(sub.score), float(sub.max_score)
     except MissingEntry:
         return None
+
+
+def record_roster(root: Path, course: Course, students: dict[str, Any]) -> None:
+    """Names and emails from the roster (id -> roster.Student) on the gradebook's students.
+
+    Students are created when missing, so formgrader and `nbgrader export` list enrolled students
+    who submitted nothing (with a 0) instead of silently dropping them. Ids not in the roster keep
+    whatever names they had: nothing is guessed from an id.
+    """
+    with warnings.catch_warnings(), Gradebook(db_url(root), course_id=course.id) as gb:
+        warnings.simplefilter("ignore")
+        for s in students.values():
+            gb.update_or_create_student(s.id, first_name=s.first_name, last_name=s.last_name, email=s.email)
+
+
+@dataclass(frozen=True)
+class SubmissionGrades:
+    """One submission as the gradebook has it, after TAs graded in formgrader."""
+
+    score: float  # manual scores override auto scores, plus extra credit (nbgrader's total)
+    max_score: float
+    manual: dict[str, dict[str, dict]]  # notebook -> grade_id -> {"score", "comment"}: only parts a TA touched
+
+
+def class_grades(root: Path, course: Course) -> dict[tuple[str, str], SubmissionGrades]:
+    """(student, assignment) -> SubmissionGrades for every submission in the gradebook, in one session.
+
+    A manual `score` is the TA's (None until graded, or when an autograded part was not overridden);
+    `comment` is the TA's comment (None when empty). Parts with neither are left out, so an empty
+    `manual` means no TA input yet.
+    """
+    if not (root / "gradebook.db").is_file():
+        return {}
+    out: dict[tuple[str, str], SubmissionGrades] = {}
+    with Gradebook(db_url(root), course_id=course.id) as gb:
+        for assignment in gb.assignments:
+            for sub in assignment.submissions:
+                manual: dict[str, dict[str, dict]] = {}
+                for nb in sub.notebooks:
+                    entries: dict[str, dict] = {}
+                    for grade in nb.grades:
+                        if grade.manual_score is not None:
+                            entries[grade.name] = {"score": float(grade.manual_score), "comment": None}
+                    for comment in nb.comments:
+                        text = comment.manual_comment
+                        if text and text.strip():
+                            entries.setdefault(comment.name, {"score": None, "comment": None})["comment"] = text
+                    if entries:
+                        manual[nb.name] = entries
+                key = (sub.student.id, assignment.name)
+                out[key] = SubmissionGrades(float(sub.score), float(sub.max_score), manual)
+    return out

@@ -60,3 +60,13 @@ def finished(path: Path, key: str) -> dict[str, Any] | None:
     """The stored result for KEY if this submission was already graded with the same files and sources."""
     doc = load_result(path)
     return doc if doc is not None and doc.get("key") == key else None
+
+
+def stored_results(work: Path) -> list[dict[str, Any]]:
+    """Every readable stored result under WORK/results, sorted by student then assignment."""
+    out = []
+    for path in sorted(Path(work).glob("results/*/*.json")):
+        doc = load_result(path)
+        if doc is not None and {"student_id", "assignment", "status", "notebooks"} <= doc.keys():
+            out.append(doc)
+    return out

@@ -1,0 +1,171 @@
+"""The class report and the roster, through the real `course grade --roster` on the mini course.
+
+Five students graded by the real command (sandboxed kernels, real checks, real gradebook): one
+right, one whose label_format fails its visible test, two who make the same to_integer mistake
+(one of them has markup in the folder name and is not in the roster), one who submitted another
+assignment only; the roster lists a student who submitted nothing. The report page is opened in
+headless Chromium: no console errors (a CSP violation would be one), every plot loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import COURSE_BIN
+from hostile.minicourse import CONVERT_SOLUTION, FORMAT_WRONG, student_notebook, write_mini_course
+
+from autograder.report import diagnoses, first_sentence, report_path
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+HOSTILE_ID = "<img src=x onerror=alert(1)>&eve"
+CONVERT_WRONG = CONVERT_SOLUTION.replace("np.argmax", "np.argmin")
+ROSTER = (
+    "id,first_name,last_name,email\nada,Ada,Lovelace,ada@example.org\n"
+    "bob,Bob,<i>Stone</i>,\ncy,Cy,Young,\ngus,Gus,G,\ndan,Dan,D,\n"
+)
+
+
+@pytest.fixture(scope="module")
+def graded():
+    with tempfile.TemporaryDirectory(prefix="report-") as tmp:
+        base = Path(tmp)
+        course_root = write_mini_course(base / "course")
+        subs, out = base / "submissions", base / "out"
+        answers = {
+            "ada": {},
+            "bob": {"format_code": FORMAT_WRONG},
+            "cy": {"convert_code": CONVERT_WRONG},
+            HOSTILE_ID: {"convert_code": CONVERT_WRONG},
+        }
+        for student, kwargs in answers.items():
+            (subs / student / "mini").mkdir(parents=True)
+            nbformat.write(student_notebook(**kwargs), subs / student / "mini" / "mini.ipynb")
+        (subs / "gus" / "other-assignment").mkdir(parents=True)
+        (base / "roster.csv").write_text(ROSTER, encoding="utf-8")
+        argv = [str(COURSE_BIN), "grade", str(subs), "--out", str(out), "--course", str(course_root)]
+        run = subprocess.run(
+            [*argv, "--roster", str(base / "roster.csv")], capture_output=True, text=True, timeout=600, check=False
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        yield course_root, out, run.stdout
+
+
+def test_grade_reports_unknown_and_missing_students(graded):
+    _, out, stdout = graded
+    assert f"roster: not in the roster {out.parent / 'roster.csv'} (1): {HOSTILE_ID}" in stdout
+    assert "roster: in the roster, no submission (1): dan" in stdout
+    assert f"report:    {report_path(out)}" in stdout
+
+
+def test_nbgrader_export_shows_the_roster_names(graded):
+    _, out, _ = graded
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    target = out / "export.csv"
+    subprocess.run(
+        [sys.executable, "-m", "nbgrader", "export", f"--to={target}"],
+        cwd=out / "course",
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
+    rows = {r["student_id"]: r for r in csv.DictReader(target.open())}
+    assert (rows["ada"]["first_name"], rows["ada"]["last_name"], rows["ada"]["email"]) == (
+        "Ada",
+        "Lovelace",
+        "ada@example.org",
+    )
+    assert rows["dan"]["score"] == "0.0"  # enrolled, nothing submitted: listed, not dropped
+    assert rows[HOSTILE_ID]["first_name"] in ("", "None")  # not in the roster: no name made up
+
+
+def test_report_counts_statuses_scores_and_common_mistakes(graded):
+    _, out, _ = graded
+    page = report_path(out).read_text()
+    assert "5 students, 5 submissions, 1 assignments." in page
+    assert "5 submissions; graded: 4, missing: 1" in page
+    rows = [r.split("</tr>")[0] for r in page.split("<tr>")[1:]]
+    # part, graded by, points, full marks, scored (the missing notebook is not), mean, waiting for a TA
+    assert "<td>mini_detect_format</td><td>auto</td>" + cells(2, 3, 4, "1.50", 0) in rows
+    assert "<td>mini_convert</td><td>auto</td>" + cells(2, 2, 4, "1.00", 0) in rows
+    assert "<td>mini_written</td><td>written (TA)</td>" + cells(1, 0, 0, "", 4) in rows
+    # the class's mistakes: the two students with the same to_integer slip are one diagnosis
+    mistakes = [r for r in rows if r.startswith(("<td>mini_convert</td><td>t", "<td>mini_detect_format</td><td>t"))]
+    assert mistakes == [
+        "<td>mini_convert</td><td>to_integer(a one-hot array of shape (#, #) (dtype float64)): row # is #, expected #."
+        "</td>" + cells(2),
+        "<td>mini_detect_format</td><td>the cell stopped with AssertionError</td>" + cells(1),
+    ]
+
+
+def cells(*values) -> str:
+    return "".join(f"<td class=n>{v}</td>" for v in values)
+
+
+def test_student_strings_are_escaped(graded):
+    _, out, _ = graded
+    page = report_path(out).read_text()
+    assert "&lt;img src=x onerror=alert(1)&gt;&amp;eve" in page and HOSTILE_ID not in page
+    assert "Bob &lt;i&gt;Stone&lt;/i&gt;" in page and "<i>" not in page
+    assert "<script" not in page.lower()
+
+
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs chromium and chromium-driver")
+def test_report_in_headless_chromium(graded, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    _, out, _ = graded
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--no-first-run", "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get(report_path(out).as_uri())
+        images = driver.find_elements(By.TAG_NAME, "img")
+        loaded = [driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i) for i in images]
+        assert len(images) == 4 and all(w and w > 300 for w in loaded), loaded  # statuses, times, scores, mistakes
+        alts = [i.get_attribute("alt") for i in images]
+        assert alts == [
+            "submission status per assignment",
+            "grading time per notebook",
+            "mini: points per part and totals",
+            "mini: most common mistakes",
+        ]
+        assert HOSTILE_ID in driver.find_element(By.TAG_NAME, "body").text  # shown as text, not as markup
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert errors == []
+        driver.save_screenshot(str(out / "report.png"))
+    finally:
+        driver.quit()
+
+
+def test_diagnosis_keys():
+    assert (
+        first_sentence("- max abs difference 0.224 on probe 3. Look at the zoom.") == "max abs difference # on probe #."
+    )
+    assert first_sentence("lab1_cam returned shape (4, 28)") == "lab1_cam returned shape (#, #)"
+    assert diagnoses({"message": "- a 1.5 b.\n- other", "diagnoses": ["zoom_order_2", "zoom_order_2"]}) == [
+        "zoom_order_2"
+    ]
+    assert diagnoses({"message": "- wrong sign at 0.3. More.\n- other"}) == ["wrong sign at #."]
+    assert diagnoses({"message": "", "diagnoses": "not a list"}) == ["(no message)"]
+    no_result = "No result was recorded for this part: ... ran. The cell stopped with "
+    assert diagnoses({"message": no_result + "AssertionError: conv2d: output shape (None, 26, 26, 16), expected"}) == [
+        "the cell stopped with AssertionError: conv2d: output shape (None, #, #, #), expected"
+    ]
+    assert diagnoses({"message": no_result + "NotImplementedError: "}) == [
+        "not answered: the cell stopped with NotImplementedError"
+    ]
