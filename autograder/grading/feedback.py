@@ -42,6 +42,7 @@ MIN_SECRET_LINE = 12  # shorter hidden lines (")", "else:") are not secrets wort
 PAGE_MODE = 0o640  # pages hold one student's grades: the grader and the course staff's group, nobody else
 TEMPLATES = Path(__file__).with_name("templates")
 FIGURE_MAX_BYTES = 200_000  # a verdict's diagnosis figure (agreed: ~100 KB); anything larger is not shown
+FOLD_CODE_LINES = 8  # code the notebook gives (locked cells) longer than this is folded
 LONG_LINES = 30  # text outputs longer than this are folded
 KEEP_LINES = 200  # and trimmed to this many lines (head and tail) inside the fold
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -155,7 +156,8 @@ def verdict_html(v: dict[str, Any] | None, part: Part) -> str:
         body.append(
             f'<img alt="your map, the reference map and their difference" src="data:image/png;base64,{figure}">'
         )
-    images = [b for b in map(_valid_png, (v.get("images") or []) if v else []) if b]
+    listed = v.get("images") if v else None
+    images = [b for b in map(_valid_png, listed[:MAX_THUMBS] if isinstance(listed, list) else []) if b]
     if images:
         thumbs = "".join(f'<img alt="saved image" src="data:image/png;base64,{b}">' for b in images)
         body.append(f'<div class="fb-thumbs"><div>The images your function saved:</div>{thumbs}</div>')
@@ -354,6 +356,9 @@ def feedback_notebook(
         elif graded:
             cells.append(_html_cell(written_part_header(parts[gid], manual.get(gid))))
         elif cell.cell_type == "code":
+            lines = cell.source.count("\n") + 1
+            if meta.get("locked") and lines > FOLD_CODE_LINES:
+                cell.metadata["fb_fold"] = f"Code given with the notebook: {lines} lines (click to show)"
             for i, out in enumerate(cell.outputs):
                 if secrets and any(s in _output_text(out) for s in secrets):
                     cell.outputs[i] = nbformat.v4.new_output(
