@@ -97,6 +97,15 @@ def test_math_conversion_leaves_code_and_prices_alone():
     assert math_to_mathml("broken $\\frac{a$ formula").count("<") >= 0  # never raises
 
 
+def test_a_students_latex_cannot_smuggle_markup():
+    out = math_to_mathml(
+        "$\\text{<script>alert(1)</script>}$ $\\href{javascript:alert(1)}{x}$ $\\style{background:url(x)}{y}$ $a<b$"
+    )
+    assert out.count("<math") == 4
+    assert "<script" not in out and "javascript" not in out and "url(" not in out and "style=" not in out
+    assert "<mo>&lt;</mo>" in out
+
+
 def test_diagnosis_figure_is_shown_and_forged_figures_are_not():
     good = base64.b64encode(png()).decode()
     v = verdicts(review_losses={"score": 0.0, "message": "- maps disagree", "figure": good})

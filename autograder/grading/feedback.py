@@ -61,15 +61,61 @@ _MATH = re.compile(
 )
 
 
+MATHML_TAGS = frozenset(
+    "math semantics mrow mi mo mn ms mtext mspace msup msub msubsup munder mover munderover mfrac msqrt "
+    "mroot mstyle mpadded mphantom menclose mtable mtr mtd mlabeledtr merror mfenced mmultiscripts "
+    "mprescripts none".split()
+)
+MATHML_ATTRIBUTES = frozenset(
+    "display mathvariant stretchy fence separator form lspace rspace accent accentunder movablelimits "
+    "symmetric largeop minsize maxsize linethickness columnalign rowalign columnspacing rowspacing "
+    "columnlines rowlines frame displaystyle scriptlevel width height depth notation open close "
+    "separators".split()
+)
+
+
+def _clean_mathml(markup: str) -> str | None:
+    """MARKUP (latex2mathml's output, which passes some LaTeX through raw: \\text{<b>}, \\href)
+    rebuilt from MathML elements and presentation attributes only, every text escaped; None if unreadable."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(markup)
+    except ET.ParseError:
+        return None
+
+    def local(tag: str) -> str:
+        return tag.rsplit("}", 1)[-1]
+
+    def build(el: ET.Element) -> str:
+        name = local(el.tag)
+        inner = html.escape(el.text or "", quote=False) + "".join(
+            build(child) + html.escape(child.tail or "", quote=False) for child in el
+        )
+        if name not in MATHML_TAGS:
+            return inner  # an unknown element keeps only its (escaped) text
+        attrs = "".join(
+            f' {local(k)}="{html.escape(v)}"'
+            for k, v in el.attrib.items()
+            if local(k) in MATHML_ATTRIBUTES and "url(" not in v.lower()
+        )
+        return f"<{name}{attrs}>{inner}</{name}>"
+
+    if local(root.tag) != "math":
+        return None
+    return build(root).replace("<math", '<math xmlns="http://www.w3.org/1998/Math/MathML"', 1)
+
+
 @functools.lru_cache(maxsize=4096)
 def latex_to_mathml(latex: str, display: bool) -> str:
     """MathML for LATEX; the escaped source in <code> when latex2mathml cannot read it."""
     from latex2mathml.converter import convert
 
     try:
-        return convert(latex.strip(), display="block" if display else "inline")
+        cleaned = _clean_mathml(convert(latex.strip(), display="block" if display else "inline"))
     except Exception:  # a student's half-written formula must not break the page
-        return f"<code>{html.escape(latex)}</code>"
+        cleaned = None
+    return cleaned if cleaned is not None else f"<code>{html.escape(latex)}</code>"
 
 
 def math_to_mathml(markdown: str) -> str:
