@@ -200,14 +200,22 @@ def verdict_html(v: dict[str, Any] | None, part: Part) -> str:
     figure = _valid_png(v.get("figure")) if v else None
     if figure:
         body.append(
-            f'<img alt="your map, the reference map and their difference" src="data:image/png;base64,{figure}">'
+            '<img style="max-width:100%;display:block;margin-top:6px" '
+            f'alt="your map, the reference map and their difference" src="data:image/png;base64,{figure}">'
         )
     listed = v.get("images") if v else None
     images = [b for b in map(_valid_png, listed[:MAX_THUMBS] if isinstance(listed, list) else []) if b]
     if images:
-        thumbs = "".join(f'<img alt="saved image" src="data:image/png;base64,{b}">' for b in images)
+        thumbs = "".join(
+            f'<img style="width:{THUMB_PX}px;margin:4px 4px 0 0" alt="saved image" src="data:image/png;base64,{b}">'
+            for b in images
+        )
         body.append(f'<div class="fb-thumbs"><div>The images your function saved:</div>{thumbs}</div>')
-    return f'<div class="fb-verdict {state}">{"".join(body)}</div>'
+    # inline styles: formgrader shows this box too, without the feedback page's style sheet
+    colours = ("#2da44e", "#eefbf1") if state == "fb-pass" else ("#cf222e", "#fff1f0")
+    style = f"border:1px solid {colours[0]};border-left:6px solid {colours[0]};background:{colours[1]};"
+    style += "padding:6px 12px;margin:4px 0;border-radius:4px;font-size:14px;color:#1f2328"
+    return f'<div class="fb-verdict {state}" style="{style}">{"".join(body)}</div>'
 
 
 def verdict_output(v: dict[str, Any] | None, part: Part) -> NotebookNode:
@@ -217,7 +225,7 @@ def verdict_output(v: dict[str, Any] | None, part: Part) -> NotebookNode:
 
 
 def annotate_autograded(nb: NotebookNode, spec: Notebook, verdicts: dict[str, dict]) -> NotebookNode:
-    """NB (the autograded notebook) with each graded test cell's verdict appended to its outputs (in place).
+    """NB (the autograded notebook) with each graded test cell's verdict as its first output (in place).
 
     formgrader shows a test cell's outputs under it, so the TA reads the points and the reason there.
     The kernel's own outputs stay (the TA may see hidden tests); the verdict is a display output,
@@ -227,7 +235,7 @@ def annotate_autograded(nb: NotebookNode, spec: Notebook, verdicts: dict[str, di
     for cell in nb.cells:
         gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if cell.cell_type == "code" and gid in parts and is_grade(cell) and not is_solution(cell):
-            cell.outputs.append(verdict_output(verdicts.get(gid), parts[gid]))
+            cell.outputs.insert(0, verdict_output(verdicts.get(gid), parts[gid]))  # read first, above a traceback
     return nb
 
 
