@@ -119,6 +119,8 @@ class GradingLimits:
     max_evidence_mb: int
     workers: int | str
     tolerance: float
+    max_figures: int  # inline PNG figures kept per notebook
+    max_figure_bytes: int  # their total size (base64) per notebook
 
     def worker_count(self) -> int:
         if self.workers == "auto":
@@ -322,7 +324,12 @@ def load_course(root: str | os.PathLike[str] = ".") -> Course:
         max_evidence_mb=r.get(g, "max_evidence_mb", "grading", int),
         workers=workers,
         tolerance=float(r.get(g, "tolerance", "grading", (int, float))),
+        max_figures=r.get(g, "max_figures", "grading", int),
+        max_figure_bytes=r.get(g, "max_figure_bytes", "grading", int),
     )
+    for key in ("max_figures", "max_figure_bytes"):
+        if getattr(limits, key) < 0:
+            raise r.fail(f"grading.{key}", f"expected an integer >= 0, got {getattr(limits, key)}")
 
     formats = {}
     for name, fm in r.mapping(r.get(raw, "label_formats", "", dict), "label_formats").items():

@@ -28,10 +28,12 @@ from autograder.cli import main as course_main
 from autograder.course import load_course
 from autograder.grading import gradebook
 from autograder.grading.batch import grade_class
+from autograder.grading.store import load_result, result_path
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 STUDENT, ASSIGNMENT = "student_complete", "review"
+PARTIAL = "student_partial"  # loses review_losses (examples/mistakes/review.yml: no_batch_mean)
 
 if not (CHROMIUM and CHROMEDRIVER):
     INSTALL = "apt-get install chromium chromium-driver"
@@ -51,9 +53,13 @@ def graded(tmp_path_factory):
     course = load_course(REPO)
     base = tmp_path_factory.mktemp("formgrader")
     subs = base / "submissions"
-    shutil.copytree(REPO / "examples" / "submissions" / STUDENT / ASSIGNMENT, subs / STUDENT / ASSIGNMENT)
+    for student in (STUDENT, PARTIAL):
+        shutil.copytree(REPO / "examples" / "submissions" / student / ASSIGNMENT, subs / student / ASSIGNMENT)
     report = grade_class(course, subs, base / "out", progress=False)
-    assert [(r.auto_score, r.score, r.max_score) for r in report.rows] == [(11, 11, 13)]
+    assert {r.student_id: (r.auto_score, r.score, r.max_score) for r in report.rows} == {
+        STUDENT: (11, 11, 13),
+        PARTIAL: (8, 8, 13),
+    }
     return course, subs, report
 
 
@@ -89,7 +95,7 @@ def server(graded):
         env=dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"),
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a few seconds when idle; minutes on a loaded 2-core machine
     while not _answers(f"{url}/api/status?token={token}"):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
@@ -144,17 +150,10 @@ def written_comment(course_root: Path, course, notebook: str):
 COMMENT = "Good reasoning <b>but</b> name the loss.\nSee the table above."
 
 
-def test_ta_scores_the_written_answer_in_formgrader(graded, server, browser):
+def open_submission(browser, url: str, token: str, submission_id: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
-
-    course, subs, report = graded
-    url, token = server
-    notebook = course.assignment(ASSIGNMENT).notebooks[0].name
-    assert written_grade(report.course_root, course, notebook) == (None, True)  # waiting for a TA
-    with Gradebook(gradebook.db_url(report.course_root), course_id=course.id) as gb:
-        submission_id = gb.find_submission_notebook(notebook, ASSIGNMENT, STUDENT).id
 
     browser.get(f"{url}/login")  # the login form sets the session cookie that formgrader's API calls need
     browser.find_element(By.ID, "password_input").send_keys(token, Keys.ENTER)
@@ -165,6 +164,56 @@ def test_ta_scores_the_written_answer_in_formgrader(graded, server, browser):
             "return typeof formgrader !== 'undefined' && formgrader.grades.loaded && formgrader.comments.loaded"
         )
     )
+
+
+def test_formgrader_shows_each_parts_verdict_beside_its_cell_and_the_students_figures(graded, server, browser):
+    """The TA reads why a part lost its points under that part's cell, and sees the student's own plots."""
+    from selenium.webdriver.common.by import By
+
+    course, _, report = graded
+    url, token = server
+    spec = course.assignment(ASSIGNMENT).notebooks[0]
+    result = load_result(result_path(report.out / "work", PARTIAL, ASSIGNMENT))
+    verdicts = {v["grade_id"]: v for v in result["notebooks"][0]["verdicts"]}
+    assert verdicts["review_losses"]["score"] == 0
+    with Gradebook(gradebook.db_url(report.course_root), course_id=course.id) as gb:
+        submission_id = gb.find_submission_notebook(spec.name, ASSIGNMENT, PARTIAL).id
+    open_submission(browser, url, token, submission_id)
+
+    for part in spec.parts:
+        if part.manual:
+            continue
+        # the verdict box is the output of the cell whose score box has the part's id
+        box = browser.find_element(
+            By.XPATH,
+            f"//input[@id='{part.grade_id}']/ancestor::div[contains(concat(' ', @class, ' '), ' code_cell ')][1]"
+            "//div[contains(concat(' ', @class, ' '), ' fb-verdict ')]",
+        )
+        v = verdicts[part.grade_id]
+        assert box.is_displayed()
+        assert f"Autograder: {v['score']:g} / {v['max_score']:g} points" in box.text
+        first = v["message"].splitlines()[0].removeprefix("- ").replace("`", "")
+        assert first[:60] in box.text, (part.grade_id, box.text)
+    figures = browser.find_elements(By.CSS_SELECTOR, "img[src^='data:image/png']")
+    assert len(figures) >= 2  # the review's two plots, drawn by the student's kernel
+    assert all(f.size["width"] > 100 and f.size["height"] > 50 for f in figures)
+    lost = browser.find_element(By.ID, "review_losses")
+    browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -120)", lost)
+    browser.save_screenshot(str(report.out / "formgrader-partial.png"))  # kept with the test's output to look at
+
+
+def test_ta_scores_the_written_answer_in_formgrader(graded, server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    course, subs, report = graded
+    url, token = server
+    notebook = course.assignment(ASSIGNMENT).notebooks[0].name
+    assert written_grade(report.course_root, course, notebook) == (None, True)  # waiting for a TA
+    with Gradebook(gradebook.db_url(report.course_root), course_id=course.id) as gb:
+        submission_id = gb.find_submission_notebook(notebook, ASSIGNMENT, STUDENT).id
+
+    open_submission(browser, url, token, submission_id)
     # the autograded parts carry the judge's scores
     auto = {gid: browser.find_element(By.ID, gid) for gid in ("review_losses", "review_pairing")}
     assert {gid: float(el.get_attribute("placeholder") or el.get_attribute("value")) for gid, el in auto.items()} == {
@@ -199,7 +248,7 @@ def test_ta_scores_the_written_answer_in_formgrader(graded, server, browser):
     assert not browser.find_elements(By.CSS_SELECTOR, ".ta-comment b")
 
     again = grade_class(course, subs, report.out, progress=False)  # resume: nothing regraded, the TA's score kept
-    assert [(r.auto_score, r.score, r.max_score) for r in again.rows] == [(11, 12.5, 13)]
+    assert {r.student_id: (r.auto_score, r.score, r.max_score) for r in again.rows}[STUDENT] == (11, 12.5, 13)
     assert "12.5" in again.csv_path.read_text()
     page.unlink()  # the end of `course grade` rewrites the pages that have TA grades
     after_grading(course, again, subs)

@@ -37,9 +37,19 @@ def test_explain_missing_adds_the_cells_error_to_missing_evidence_only():
         Verdict("lab1_labels", 0.0, 2.0, "- labels have the wrong shape"),
     ]
     out = explain_missing(verdicts, {**cell_errors(_executed_notebook()), "lab1_labels": "ValueError: x"})
-    assert out[0].message.startswith(NO_EVIDENCE)
-    assert out[0].message.endswith("AssertionError: expected (None, 28, 28, 16)")
+    # the failure is in the graded cell itself: say so and quote the assertion, not "not reached"
+    assert "No result was recorded" not in out[0].message
+    assert "A visible check in this part's graded cell failed: expected (None, 28, 28, 16)." in out[0].message
     assert "secret_hidden_line" not in out[0].message
     assert out[1].message == NO_EVIDENCE
     assert out[2].message == "- labels have the wrong shape"
     assert [v.score for v in out] == [0.0, 0.0, 0.0]
+
+
+def test_an_error_other_than_an_assertion_is_named_with_its_message():
+    out = explain_missing(
+        [Verdict("lab1_cam", 0.0, 4.0, NO_EVIDENCE)], {"lab1_cam": "NameError: name 'cam' is not defined"}
+    )
+    assert "stopped with NameError: name 'cam' is not defined before its hidden checks ran" in out[0].message
+    bare = explain_missing([Verdict("lab1_cam", 0.0, 4.0, NO_EVIDENCE)], {"lab1_cam": "AssertionError: "})
+    assert "the assertion has no message" in bare[0].message

@@ -57,14 +57,50 @@ def _message_size(content: dict[str, Any]) -> int:
     return total
 
 
-class CappedClient(NotebookClient):
-    """A NotebookClient that stops storing a cell's output once it passes MAX_OUTPUT_BYTES."""
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
 
-    def __init__(self, nb: nbformat.NotebookNode, km: AsyncKernelManager, max_output_bytes: int, **kw: Any):
+
+def _image_bytes(content: dict[str, Any]) -> int:
+    data = content.get("data")
+    if not isinstance(data, dict):
+        return 0
+    return sum(len(v) if isinstance(v, str) else 1 for k, v in data.items() if k in IMAGE_TYPES)
+
+
+class CappedClient(NotebookClient):
+    """A NotebookClient that stops storing a cell's output once it passes MAX_OUTPUT_BYTES, and keeps at
+    most MAX_FIGURES images (MAX_FIGURE_BYTES in total) in the whole notebook: later images become one
+    short stdout note per cell (stdout, never stderr: stderr in a graded cell zeroes nbgrader's grade)."""
+
+    def __init__(
+        self,
+        nb: nbformat.NotebookNode,
+        km: AsyncKernelManager,
+        max_output_bytes: int,
+        max_figures: int = 0,
+        max_figure_bytes: int = 0,
+        **kw: Any,
+    ):
         super().__init__(nb, km=km, **kw)
         self.max_output_bytes = max_output_bytes
+        self.max_figures = max_figures
+        self.max_figure_bytes = max_figure_bytes
+        self.figures = 0
+        self.figure_bytes = 0
+        self.figures_dropped: dict[int, int] = {}
         self.spent: dict[int, int] = {}
         self.cut: set[int] = set()
+
+    def _figure_fits(self, content: dict[str, Any], cell_index: int) -> bool:
+        size = _image_bytes(content)
+        if not size:
+            return True
+        if self.figures < self.max_figures and self.figure_bytes + size <= self.max_figure_bytes:
+            self.figures += 1
+            self.figure_bytes += size
+            return True
+        self.figures_dropped[cell_index] = self.figures_dropped.get(cell_index, 0) + 1
+        return False
 
     def _over_budget(self, msg: dict[str, Any], cell_index: int) -> bool:
         spent = self.spent.get(cell_index, 0) + _message_size(msg.get("content", {}))
@@ -75,14 +111,28 @@ class CappedClient(NotebookClient):
         return False
 
     def output(self, outs, msg, display_id, cell_index):  # type: ignore[override]
+        content = msg.get("content", {})
+        if not self._figure_fits(content, cell_index):
+            return None  # before the byte budget: a dropped figure costs the cell nothing
         if self._over_budget(msg, cell_index):
             return None
         return super().output(outs, msg, display_id, cell_index)
 
     def _update_display_id(self, display_id, msg):  # type: ignore[override]
-        if _message_size(msg.get("content", {})) > self.max_output_bytes:
-            return
+        content = msg.get("content", {})
+        if _message_size(content) > self.max_output_bytes or _image_bytes(content):
+            return  # an updated display could swap a small output for an image past the figure budget
         super()._update_display_id(display_id, msg)
+
+    def figure_note(self, cell_index: int) -> nbformat.NotebookNode | None:
+        dropped = self.figures_dropped.get(cell_index)
+        if not dropped:
+            return None
+        text = (
+            f"[{dropped} figure{'s' if dropped > 1 else ''} not kept: the grader keeps the first "
+            f"{self.max_figures} figures of a notebook, at most {self.max_figure_bytes // 1000} kB]\n"
+        )
+        return nbformat.v4.new_output("stream", name="stdout", text=text)
 
 
 class SandboxKernelManager(AsyncKernelManager):
@@ -131,6 +181,8 @@ def execute_notebook(nb: nbformat.NotebookNode, plan: SandboxPlan, kernel_log: P
         nb,
         km=km,
         max_output_bytes=lim.output_bytes,
+        max_figures=lim.figures,
+        max_figure_bytes=lim.figure_bytes,
         timeout=lim.cell_timeout,
         allow_errors=True,
         shutdown_kernel="immediate",
@@ -176,6 +228,9 @@ def execute_notebook(nb: nbformat.NotebookNode, plan: SandboxPlan, kernel_log: P
                         nb.cells[index].outputs.append(_note("[the kernel died while running this cell]"))
                         break
                     finally:
+                        note = client.figure_note(index)
+                        if note is not None:
+                            nb.cells[index].outputs.append(note)
                         if index in client.cut:
                             nb.cells[index].outputs.append(
                                 _note(f"[output cut: this cell printed more than {lim.output_bytes} bytes]")

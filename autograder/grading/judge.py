@@ -69,12 +69,28 @@ def cell_errors(nb: Any) -> dict[str, str]:
     return errors
 
 
+def stopped_in_cell(error: str) -> str:
+    """Why a part has no evidence when its own graded cell raised ERROR ("Name: message")."""
+    if error.startswith("AssertionError"):
+        said = error.removeprefix("AssertionError").lstrip(": ").strip()
+        quoted = f": {said}" if said else " (the assertion has no message: read the check's line in the cell)"
+        return (
+            f"A visible check in this part's graded cell failed{quoted}. The hidden checks run only after "
+            "the visible ones pass, so nothing else was judged: fix what it says and run the cell again."
+        )
+    return (
+        f"This part's graded cell stopped with {error} before its hidden checks ran (an error in a cell "
+        "above it, such as a function that was never defined, can be the cause)."
+    )
+
+
 def explain_missing(verdicts: list[Verdict], errors: dict[str, str]) -> list[Verdict]:
-    """Add the graded cell's own error to verdicts that found no evidence, so feedback says why."""
+    """Say "no result was recorded" only when the graded cell did not run; when the cell itself
+    failed, say that instead and quote its error (name and message, never the traceback)."""
     out = []
     for v in verdicts:
         if v.message == NO_EVIDENCE and v.grade_id in errors:
-            v = Verdict(v.grade_id, v.score, v.max_score, f"{NO_EVIDENCE} The cell stopped with {errors[v.grade_id]}")
+            v = Verdict(v.grade_id, v.score, v.max_score, stopped_in_cell(errors[v.grade_id]))
         out.append(v)
     return out
 

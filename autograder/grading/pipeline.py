@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import html
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -26,7 +27,7 @@ import nbformat
 from autograder.course import Assignment, Course, Notebook
 from autograder.grading.evidence_copy import EvidenceTooLarge, collect_evidence
 from autograder.grading.executor import execute_notebook
-from autograder.grading.feedback import write_feedback
+from autograder.grading.feedback import PAGE_MODE, annotate_autograded, saved_images, write_feedback
 from autograder.grading.judge import Verdict, cell_errors, explain_missing, judge_notebook
 from autograder.grading.rebuild import rebuild
 from autograder.grading.sandbox import Limits, SandboxPlan
@@ -95,10 +96,42 @@ def _zero_verdicts(spec: Notebook, why: str) -> list[dict[str, Any]]:
     return [Verdict(p.grade_id, 0.0, p.points, why).to_dict() for p in spec.parts if not p.manual]
 
 
+NEAR_MISS_COPY = re.compile(r"(\s*\(\d+\)|-copy\d*|\s+copy(\s*\d+)?)$")  # JupyterLab's "x (1)", "x-Copy1"
+NEAR_MISS_SCAN = 500  # files looked at in a submission folder at most
+
+
+def _loose(stem: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", NEAR_MISS_COPY.sub("", stem.lower()))
+
+
+def near_miss_hint(folder: Path, filename: str) -> str:
+    """A sentence naming notebooks in FOLDER (or its subfolders) that look like FILENAME saved under
+    another name (a copy, another case, a subfolder), and what to rename; "" when there are none."""
+    want = _loose(Path(filename).stem)
+    found: list[str] = []
+    seen = 0
+    for root, dirs, files in os.walk(folder):  # os.walk does not follow symlinked folders
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .ipynb_checkpoints is not a submission
+        for name in sorted(files):
+            seen += 1
+            rel = os.path.relpath(os.path.join(root, name), folder)
+            if name.lower().endswith(".ipynb") and rel != filename and _loose(Path(name).stem) == want:
+                found.append("".join(ch for ch in rel if ch.isprintable())[:120])
+        if seen > NEAR_MISS_SCAN or len(found) >= 3:
+            break
+    if not found:
+        return ""
+    names = ", ".join(f"'{n}'" for n in found[:3])
+    return (
+        f" Found {names}: if that is your work, rename it to '{filename}' (exactly, in the assignment "
+        "folder itself) and submit again."
+    )
+
+
 def _plain_feedback(path: Path, title: str, text: str) -> None:
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
     page += f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
-    write_atomic(path, page.encode("utf-8"))
+    write_atomic(path, page.encode("utf-8"), PAGE_MODE)
 
 
 def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: Notebook) -> dict[str, Any]:
@@ -108,7 +141,7 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
     feedback_path = job.feedback / f"{spec.name}.html"
     out: dict[str, Any] = {"name": spec.name, "feedback_path": str(feedback_path), "timings": {}}
     if not path.is_file():
-        why = f"{shown} was not submitted."
+        why = f"{shown} was not submitted." + near_miss_hint(job.submission_dir, spec.filename)
         out.update(status="missing", message=why, sha256=None, verdicts=_zero_verdicts(spec, why))
         _plain_feedback(feedback_path, f"Feedback: {spec.name}", why)
         return out
@@ -155,6 +188,7 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
         collect_evidence(copy / "evidence", evidence, max_bytes)
         judged = judge_notebook(course, assignment, spec, evidence, plan.probes)
         verdicts = [v.to_dict() for v in explain_missing(judged, cell_errors(nb))]
+        saved_images(spec, evidence, verdicts)
     except EvidenceTooLarge as exc:
         verdicts = _zero_verdicts(spec, f"The notebook left {exc}; nothing was judged.")
     out["timings"]["judge"] = time.monotonic() - t0
@@ -164,11 +198,12 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
     if report.answers_missing:
         missing = ", ".join(report.answers_missing)
         message = (message + " " if message else "") + f"Answer cells not found (release stub used): {missing}."
-    autograded = nb_work / "autograded.ipynb"
-    write_atomic(autograded, nbformat.writes(nb).encode("utf-8"))
+    by_part = {v["grade_id"]: v for v in verdicts}
     t0 = time.monotonic()
-    write_feedback(nb, spec, {v["grade_id"]: v for v in verdicts}, status, message, feedback_path)
+    write_feedback(nb, spec, by_part, status, message, feedback_path)
     out["timings"]["feedback"] = time.monotonic() - t0
+    autograded = nb_work / "autograded.ipynb"
+    write_atomic(autograded, nbformat.writes(annotate_autograded(nb, spec, by_part)).encode("utf-8"))
     out.update(status=status, message=message, verdicts=verdicts, autograded_path=str(autograded))
     out["rebuild"] = {"found": report.answers_found, "missing": report.answers_missing, "extra": report.extra_cells}
     return out

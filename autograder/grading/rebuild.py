@@ -44,6 +44,7 @@ class RebuildReport:
     answers_missing: list[str] = field(default_factory=list)
     extra_cells: int = 0
     dropped_cells: int = 0
+    joined_cells: int = 0  # markdown cells a student split a written answer into, joined into it
 
 
 def _answer_source(student_cell: NotebookNode) -> str:
@@ -73,6 +74,8 @@ def rebuild(source: NotebookNode, student: NotebookNode) -> tuple[NotebookNode, 
     answers: dict[str, NotebookNode] = {}
     extras: dict[str | None, list[NotebookNode]] = {}
     last_answer: str | None = None
+    continuations: dict[str, list[NotebookNode]] = {}
+    continuing = False
     by_cell_id = {c.get("id"): _grade_id(c) for c in source.cells if is_solution(c) and c.get("id")}
     for cell in student.cells:
         gid = _grade_id(cell)
@@ -81,7 +84,20 @@ def rebuild(source: NotebookNode, student: NotebookNode) -> tuple[NotebookNode, 
         if gid in answer_ids and gid not in answers:
             answers[gid] = cell
             last_answer = gid
-        elif (gid in source_ids and gid not in answer_ids) or _copy_of_source(cell, fixed_ids, fixed_texts):
+            continuing = cell.get("cell_type") == "markdown"
+            continue
+        if (
+            continuing
+            and last_answer
+            and gid is None
+            and cell.get("cell_type") == "markdown"
+            and not _marked(cell)
+            and not _copy_of_source(cell, fixed_ids, fixed_texts)
+        ):
+            continuations.setdefault(last_answer, []).append(cell)  # the rest of a split written answer
+            continue
+        continuing = False
+        if (gid in source_ids and gid not in answer_ids) or _copy_of_source(cell, fixed_ids, fixed_texts):
             report.dropped_cells += 1  # the student's copy of a source cell: the source's version is used
         else:
             extras.setdefault(last_answer, []).append(cell)
@@ -99,7 +115,8 @@ def rebuild(source: NotebookNode, student: NotebookNode) -> tuple[NotebookNode, 
             first_answer_done = True
         new = copy.deepcopy(src_cell)
         if gid in answers:
-            new.source = _answer_source(answers[gid])
+            new.source = join_split_answer(answers[gid], continuations.get(gid, []))
+            report.joined_cells += len(continuations.get(gid, []))
             report.answers_found.append(gid)
         else:
             new.source = stubs.get(gid, CODE_STUB if new.cell_type == "code" else TEXT_STUB)
@@ -114,6 +131,16 @@ def rebuild(source: NotebookNode, student: NotebookNode) -> tuple[NotebookNode, 
     nb.nbformat, nb.nbformat_minor = 4, max(5, source.get("nbformat_minor", 5))
     _unique_ids(nb)
     return nb, report
+
+
+def join_split_answer(answer: NotebookNode, rest: list[NotebookNode]) -> str:
+    """A written answer the student continued in the markdown cells right after it, as one text:
+    the TA grades one answer (formgrader shows the answer cell only). The release stub is dropped
+    when the student left it and wrote below."""
+    texts = [_answer_source(answer), *(_answer_source(c) for c in rest)]
+    if rest and texts[0].strip() in (TEXT_STUB.strip(), ""):
+        texts = texts[1:]
+    return "\n\n".join(t.strip("\n") for t in texts)
 
 
 def _copy_of_source(cell: NotebookNode, fixed_ids: set[str], fixed_texts: set[str]) -> bool:

@@ -69,6 +69,8 @@ class Limits:
     output_bytes: int
     file_bytes: int
     tmp_bytes: int
+    figures: int = 0  # inline figures kept per notebook
+    figure_bytes: int = 0
 
     @classmethod
     def from_course(cls, course: Course) -> Limits:
@@ -83,6 +85,8 @@ class Limits:
             output_bytes=g.max_output_bytes,
             file_bytes=max(g.max_evidence_mb, 16) * mb,
             tmp_bytes=max(g.max_evidence_mb, 64) * mb,
+            figures=g.max_figures,
+            figure_bytes=g.max_figure_bytes,
         )
 
 
@@ -147,7 +151,9 @@ class SandboxPlan:
             "TMPDIR": tmp,
             "IPYTHONDIR": f"{tmp}/ipython",
             "MPLCONFIGDIR": f"{tmp}/matplotlib",
-            "MPLBACKEND": "Agg",
+            # IPython's inline backend: plt.show() and a cell's last figure become PNG outputs that the
+            # autograded notebook, formgrader and the feedback show (the executor bounds how many).
+            "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             "PYTHONHASHSEED": "0",
             "PYTHONDONTWRITEBYTECODE": "1",
             "TF_CPP_MIN_LOG_LEVEL": "3",

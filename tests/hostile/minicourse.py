@@ -35,6 +35,8 @@ grading:
   max_evidence_mb: 16
   workers: 2
   tolerance: 1.0e-3
+  max_figures: 3
+  max_figure_bytes: 200000
 label_formats:
   integer:
     {task: single-label, shape: "(batch_size,)", loss: sparse_categorical_crossentropy,
