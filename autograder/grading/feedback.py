@@ -23,14 +23,22 @@ from nbgrader.preprocessors import ClearHiddenTests
 from nbgrader.utils import is_grade, is_solution
 
 from autograder.course import Notebook
+from autograder.grading.sanitize import clean_notebook, with_csp
 from autograder.grading.store import write_atomic
 
 MIN_SECRET_LINE = 12  # shorter hidden lines (")", "else:") are not secrets worth withholding
 
 
+def _from_source(cell: NotebookNode) -> bool:
+    """A test or set-up cell of the source: only those hold hidden tests. Student cells never carry
+    nbgrader metadata other than an answer's (rebuild.py), so their text, marker words included, is
+    never cut or taken for a hidden line."""
+    return bool(cell.get("metadata", {}).get("nbgrader")) and not is_solution(cell)
+
+
 def _hidden_lines(nb: NotebookNode) -> set[str]:
     lines: set[str] = set()
-    for cell in nb.cells:
+    for cell in filter(_from_source, nb.cells):
         inside = False
         for line in cell.source.split("\n"):
             if "BEGIN HIDDEN TESTS" in line:
@@ -70,7 +78,7 @@ def feedback_notebook(
         meta = cell.get("metadata", {}).get("nbgrader", {})
         gid = meta.get("grade_id")
         graded = is_grade(cell) and gid in parts
-        if cell.cell_type == "code":
+        if cell.cell_type == "code" and _from_source(cell):
             clear._remove_hidden_test_region(cell)
         if graded and not is_solution(cell):
             v = verdicts.get(gid)
@@ -121,6 +129,6 @@ def exporter() -> HTMLExporter:
 def write_feedback(
     executed: NotebookNode, spec: Notebook, verdicts: dict[str, dict], status: str, message: str, path: Path
 ) -> None:
-    nb = feedback_notebook(executed, spec, verdicts, status, message)
+    nb = clean_notebook(feedback_notebook(executed, spec, verdicts, status, message))  # sanitize.py: inert page
     body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": f"Feedback: {spec.name}"}})
-    write_atomic(path, body.encode("utf-8"))
+    write_atomic(path, with_csp(body).encode("utf-8"))

@@ -30,6 +30,7 @@ from autograder.grading.feedback import write_feedback
 from autograder.grading.judge import Verdict, cell_errors, explain_missing, judge_notebook
 from autograder.grading.rebuild import rebuild
 from autograder.grading.sandbox import Limits, SandboxPlan
+from autograder.grading.sanitize import clean_notebook, with_csp
 from autograder.grading.store import write_atomic
 from autograder.grading.validate import read_submitted
 
@@ -98,7 +99,7 @@ def _zero_verdicts(spec: Notebook, why: str) -> list[dict[str, Any]]:
 def _plain_feedback(path: Path, title: str, text: str) -> None:
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
     page += f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
-    write_atomic(path, page.encode("utf-8"))
+    write_atomic(path, with_csp(page).encode("utf-8"))
 
 
 def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: Notebook) -> dict[str, Any]:
@@ -165,9 +166,10 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
         missing = ", ".join(report.answers_missing)
         message = (message + " " if message else "") + f"Answer cells not found (release stub used): {missing}."
     autograded = nb_work / "autograded.ipynb"
-    write_atomic(autograded, nbformat.writes(nb).encode("utf-8"))
+    shown = clean_notebook(nb)  # what formgrader and the feedback page render: inert (sanitize.py)
+    write_atomic(autograded, nbformat.writes(shown).encode("utf-8"))
     t0 = time.monotonic()
-    write_feedback(nb, spec, {v["grade_id"]: v for v in verdicts}, status, message, feedback_path)
+    write_feedback(shown, spec, {v["grade_id"]: v for v in verdicts}, status, message, feedback_path)
     out["timings"]["feedback"] = time.monotonic() - t0
     out.update(status=status, message=message, verdicts=verdicts, autograded_path=str(autograded))
     out["rebuild"] = {"found": report.answers_found, "missing": report.answers_missing, "extra": report.extra_cells}

@@ -20,6 +20,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import ClearSolutions
 from nbgrader.utils import is_grade, is_locked, is_solution, is_task
 
+from autograder.grading.sanitize import clean_attachments
 from autograder.nbgrader_setup import CODE_STUB, TEXT_STUB
 
 
@@ -98,8 +99,10 @@ def rebuild(source: NotebookNode, student: NotebookNode) -> tuple[NotebookNode, 
             cells.extend(_extra(c) for c in extras.get(None, []))  # cells the student put before any answer
             first_answer_done = True
         new = copy.deepcopy(src_cell)
+        new.pop("attachments", None)
         if gid in answers:
             new.source = _answer_source(answers[gid])
+            _keep_images(answers[gid], new)
             report.answers_found.append(gid)
         else:
             new.source = stubs.get(gid, CODE_STUB if new.cell_type == "code" else TEXT_STUB)
@@ -125,10 +128,18 @@ def _extra(cell: NotebookNode) -> NotebookNode:
     """A student's own cell as plain code or markdown without grading metadata or old outputs."""
     src = _answer_source(cell)
     if cell.get("cell_type") == "markdown":
-        return nbformat.v4.new_markdown_cell(src)
+        new = nbformat.v4.new_markdown_cell(src)
+        _keep_images(cell, new)
+        return new
     if cell.get("cell_type") == "code":
         return nbformat.v4.new_code_cell(src)
     return nbformat.v4.new_raw_cell(src)
+
+
+def _keep_images(student_cell: NotebookNode, new: NotebookNode) -> None:
+    """A written answer's pasted images (cell attachments), PNG/JPEG only, go with its text."""
+    if new.get("cell_type") == "markdown" and (images := clean_attachments(student_cell.get("attachments"))):
+        new["attachments"] = images
 
 
 def _unique_ids(nb: NotebookNode) -> None:
