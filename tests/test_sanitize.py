@@ -62,7 +62,7 @@ MARKDOWN_PAYLOADS = {
     "svg_onload": "<svg onload=alert(1)>",
     "svg_script": "<svg><script>alert(1)</script></svg>",
     "svg_use": f'<svg><use href="{URL}#x"/></svg>',
-    "svg_animate": '<svg><a><animate attributeName=href values=javascript:alert(1) /><text y=20>x</text></a></svg>',
+    "svg_animate": "<svg><a><animate attributeName=href values=javascript:alert(1) /><text y=20>x</text></a></svg>",
     "mathml_mxss": "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
     "mathml_href": '<math href="javascript:alert(1)">x</math>',
     "iframe_srcdoc": "<iframe srcdoc='<script>alert(1)</script>'></iframe>",
@@ -126,7 +126,11 @@ OUTPUT_PAYLOADS = {
         "data": {"image/svg+xml": "<svg onload=alert(1)></svg>"},
         "metadata": {},
     },
-    "latex_output": {"output_type": "display_data", "data": {"text/latex": r"$\href{javascript:x}{y}$"}, "metadata": {}},
+    "latex_output": {
+        "output_type": "display_data",
+        "data": {"text/latex": r"$\href{javascript:x}{y}$"},
+        "metadata": {},
+    },
     "widget": {
         "output_type": "display_data",
         "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "x", "version_major": 2}},
@@ -143,7 +147,7 @@ OUTPUT_PAYLOADS = {
         "metadata": {"filenames": {"image/png": f"{URL}"}},
     },
     "png_spoofed": {"output_type": "display_data", "data": {"image/png": HTML_B64}, "metadata": {}},
-    "jpeg_not_base64": {"output_type": "display_data", "data": {"image/jpeg": "x\" onerror=\"alert(1)"}, "metadata": {}},
+    "jpeg_not_base64": {"output_type": "display_data", "data": {"image/jpeg": 'x" onerror="alert(1)'}, "metadata": {}},
     "execute_result_html": {
         "output_type": "execute_result",
         "execution_count": "1<script>",
@@ -151,7 +155,12 @@ OUTPUT_PAYLOADS = {
         "metadata": {},
     },
     "stream_name": {"output_type": "stream", "name": "<script>alert(1)</script>", "text": "<img src=x onerror=1>"},
-    "error_html": {"output_type": "error", "ename": "<script>", "evalue": "<img src=x onerror=1>", "traceback": ["<b>"]},
+    "error_html": {
+        "output_type": "error",
+        "ename": "<script>",
+        "evalue": "<img src=x onerror=1>",
+        "traceback": ["<b>"],
+    },
     "unknown_type": {"output_type": "<script>", "data": {"text/html": "<script>alert(1)</script>"}},
 }
 
@@ -186,12 +195,12 @@ def exporter(template: str) -> HTMLExporter:
     return HTMLExporter(template_name=template)
 
 
-def problems_in(nb: nbformat.NotebookNode) -> list[str]:
+def problems_in(nb: nbformat.NotebookNode, templates: tuple[str, ...] = ("lab",)) -> list[str]:
     """What, in the pages nbconvert makes of NB, could run or load: parsed as a browser parses (html5lib,
     the WHATWG algorithm, so comment and foreign-content tricks count), cells only (the templates' own
     head is not student data)."""
     found = []
-    for template in ("lab", "classic"):
+    for template in templates:
         page, _ = exporter(template).from_notebook_node(nb)
         container = "main" if template == "lab" else "div"
         tree = html5lib.parse(page[page.index("<body") :], namespaceHTMLElements=False)  # the head is the template's
@@ -241,9 +250,26 @@ def test_markdown_payload_is_inert(name, baseline):
     assert clean_notebook(clean) == clean  # idempotent: cleaning the feedback notebook again changes nothing
     # the control: unsanitised, the payload does reach the page (these few are inert in nbconvert already,
     # or only reach formgrader's MathJax: the browser test shows those)
-    if name not in ("entity_script", "math_href", "math_style", "math_html_inside", "md_image_title_break", "cdata",
-                    "md_image_spoofed_png"):
+    if name not in (
+        "entity_script",
+        "math_href",
+        "math_style",
+        "math_html_inside",
+        "md_image_title_break",
+        "cdata",
+        "md_image_spoofed_png",
+    ):
         assert raw != baseline, f"{name}: the payload was not one"
+
+
+def test_all_payloads_in_one_notebook_both_templates():
+    """Every payload side by side, through the lab (feedback) and classic (formgrader's base) templates."""
+    cells = [nbformat.v4.new_markdown_cell(src) for src in MARKDOWN_PAYLOADS.values()]
+    code = nbformat.v4.new_code_cell("x")
+    code["outputs"] = [nbformat.from_dict(o) for o in OUTPUT_PAYLOADS.values()]
+    nb = nbformat.from_dict({"cells": [*cells, code], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    empty = problems_in(nbformat.v4.new_notebook(), ("lab", "classic"))
+    assert problems_in(clean_notebook(nb), ("lab", "classic")) == empty
 
 
 @pytest.mark.parametrize("name", sorted(OUTPUT_PAYLOADS))
@@ -285,7 +311,11 @@ def test_attachments_only_real_png_and_jpeg():
             "both.png": {"image/png": good, "image/svg+xml": SVG},
         }
     )
-    assert kept == {"paste.png": {"image/png": good}, "photo.jpg": {"image/jpeg": photo}, "both.png": {"image/png": good}}
+    assert kept == {
+        "paste.png": {"image/png": good},
+        "photo.jpg": {"image/jpeg": photo},
+        "both.png": {"image/png": good},
+    }
 
 
 def test_pasted_image_is_kept_and_rendered(baseline):
@@ -305,7 +335,7 @@ def test_missing_and_spoofed_attachments_do_not_crash_nbconvert():
     assert "[image: a]" in body and "[image: b]" in body and "attachments" not in clean.cells[0]
 
 
-def test_notebook_and_cell_metadata_cannot_inject(baseline):
+def test_notebook_and_cell_metadata_cannot_inject():
     mark = "cg-payload-marker"
     nb = nbformat.v4.new_notebook(
         cells=[nbformat.v4.new_markdown_cell("x"), nbformat.v4.new_raw_cell("<script>alert(1)</script>")],
@@ -313,7 +343,7 @@ def test_notebook_and_cell_metadata_cannot_inject(baseline):
             "title": f"</title><script>{mark}</script>",
             "widgets": {"application/vnd.jupyter.widget-state+json": {"state": f"</script><script>{mark}"}},
             "kernelspec": {"name": "python3", "display_name": f"<img src=x onerror={mark}>", "language": "python"},
-            "language_info": {"name": "python", "pygments_lexer": f"ipython3\"><script>{mark}"},
+            "language_info": {"name": "python", "pygments_lexer": f'ipython3"><script>{mark}'},
         },
     )
     nb.cells[0]["id"] = f'x"><script>{mark}</script>'
@@ -326,7 +356,7 @@ def test_notebook_and_cell_metadata_cannot_inject(baseline):
     nb.cells[1].metadata = {"raw_mimetype": "text/html", "format": "text/html"}
     clean = clean_notebook(nb)
     nbformat.validate(clean)
-    assert problems_in(clean) == baseline
+    assert problems_in(clean, ("lab", "classic")) == problems_in(nbformat.v4.new_notebook(), ("lab", "classic"))
     assert clean.cells[0].metadata == {"tags": ["fine-tag"], "nbgrader": {"grade": True}, "jupyter": {}}
     assert mark not in json.dumps(clean.metadata) and re.fullmatch(r"[A-Za-z0-9_-]+", clean.cells[0].id)
     assert clean.cells[1].cell_type == "markdown" and "&lt;script&gt;" in clean.cells[1].source
