@@ -18,8 +18,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbconvert import HTMLExporter
 from bleach._vendor import html5lib  # the WHATWG parsing algorithm, as browsers parse
+from nbconvert import HTMLExporter
 from PIL import Image
 
 from autograder.grading.sanitize import (
