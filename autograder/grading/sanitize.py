@@ -47,6 +47,8 @@ ATTACHMENT_NAME = re.compile(r"[A-Za-z0-9_. ()-]{1,128}")
 SAFE_LINK = re.compile(r"(?:https?://|mailto:|#)[^\s\x00-\x1f\x7f\"'<>`\\]*", re.IGNORECASE)
 MAX_IMAGE_SIDE = 10_000  # px; a width/height beyond it is not a figure's size
 SANITISED_CLASS = "cg-sanitised"
+PLAIN_TAG = re.compile(r"</?(?:b|i|u|s|em|strong|sub|sup|code|kbd|del|span|br|p|small|mark)\s*/?>", re.IGNORECASE)
+IMG_WITHOUT_SRC = re.compile(r'<img\b(?![^>]*\ssrc=")(?:[^>"]|"[^"]*")*>')  # in nh3's output: src was unsafe
 # TeX macros with which MathJax (formgrader's page loads it) makes links, styles, ids, classes or loads
 # code; the page's math renderer must never see them in student text.
 ACTIVE_TEX = re.compile(
@@ -58,7 +60,7 @@ ACTIVE_TEX = re.compile(
 ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "div", "dl", "dt", "em",
     "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "kbd", "li", "ol", "p", "pre", "q",
-    "s", "samp", "span", "strike", "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot",
+    "s", "samp", "small", "mark", "span", "strike", "strong", "sub", "summary", "sup", "table", "tbody", "td", "tfoot",
     "th", "thead", "tr", "u", "ul", "var",
 }  # fmt: skip
 ALLOWED_ATTRIBUTES = {
@@ -187,8 +189,20 @@ def _tokens_safe(tokens: list[dict[str, Any]], attachments: dict[str, dict[str, 
 
 
 class _InertRenderer(IPythonRenderer):
-    """nbconvert's renderer, except that images other than valid attachments / data URLs become their
-    alt text, unsafe links their text, and mermaid blocks plain code (nh3 cleans the rest)."""
+    """nbconvert's renderer, except: raw HTML that the sanitiser would change is shown as text (so a TA
+    reads what was written, and an unclosed <style> or comment cannot swallow the rest of the answer),
+    images other than valid attachments / data URLs become their alt text, unsafe links their text,
+    and mermaid blocks plain code. nh3 then cleans the whole result."""
+
+    def inline_html(self, html_: str) -> str:
+        if PLAIN_TAG.fullmatch(html_) or sanitise_html(html_) == html_:
+            return html_
+        return html.escape(html_, quote=False)
+
+    def block_html(self, html_: str) -> str:
+        if sanitise_html(html_) == html_:
+            return html_ + "\n"
+        return "<pre>" + html.escape(html_.strip("\n"), quote=False) + "</pre>\n"
 
     def image(self, text: str, url: str, title: str | None = None) -> str:
         if _image_url_ok(url, self.attachments):
@@ -248,7 +262,7 @@ def clean_markdown(source: str, attachments: dict[str, dict[str, str]]) -> str:
     if _tokens_safe(_parser().parse(source)[0], attachments):
         return source
     rendered = MarkdownWithMath(renderer=_InertRenderer(escape=False, attachments=attachments)).render(source)
-    return _one_block(sanitise_html(rendered))
+    return _one_block(IMG_WITHOUT_SRC.sub("[image]", sanitise_html(rendered)))
 
 
 def _one_block(fragment: str) -> str:
