@@ -22,6 +22,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -207,8 +208,13 @@ def listener():
 
 
 @pytest.fixture(scope="module")
-def graded(listener, tmp_path_factory):
-    base = tmp_path_factory.mktemp("pages")
+def graded(listener):
+    # our own temporary folder: pytest's basetemp rotation (other sessions) must not remove it mid-run
+    with tempfile.TemporaryDirectory(prefix="pages-") as tmp:
+        yield _grade_class(listener, Path(tmp))
+
+
+def _grade_class(listener, base: Path):
     course = load_course(write_mini_course(base / "course"))
     subs = base / "submissions"
     notebooks = {
