@@ -417,3 +417,59 @@ def test_spreadsheet_safe_cells():
     assert spreadsheet_safe("@SUM(1)") == "'@SUM(1)"
     assert spreadsheet_safe("a\x1b[31mred\r\n") == "a\\x1b[31mred\\x0d\\x0a"
     assert spreadsheet_safe("11") == "11" and spreadsheet_safe("graded") == "graded"
+
+
+def test_rebuild_keeps_a_pasted_image_with_the_written_answer():
+    from hostile.minicourse import source_notebook, student_notebook
+
+    from autograder.grading.rebuild import rebuild
+
+    student, good = student_notebook(), png()
+    written = next(c for c in student.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "mini_written")
+    written.source += "\n\n![image.png](attachment:image.png) ![v](attachment:v.svg)"
+    written["attachments"] = {"image.png": {"image/png": good}, "v.svg": {"image/svg+xml": SVG}}
+    added = nbformat.v4.new_markdown_cell("![b](attachment:b.png)")
+    added["attachments"] = {"b.png": {"image/png": good}}
+    student.cells.append(added)
+    nb, _ = rebuild(source_notebook(), student)
+    answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "mini_written")
+    assert answer.attachments == {"image.png": {"image/png": good}}
+    assert nb.cells[-1].attachments == {"b.png": {"image/png": good}}
+    body, _ = exporter("lab").from_notebook_node(clean_notebook(nb))  # the svg reference: text, no crash
+    assert body.count(f"data:image/png;base64,{good}") == 2 and "[image: v]" in body
+
+
+def test_marker_words_in_student_text_are_the_students_text():
+    """No 'grader error' from an unterminated marker in an answer; student lines are neither cut nor
+    taken for hidden lines; the source's real hidden tests still are."""
+    from hostile.minicourse import source_notebook, student_notebook
+
+    from autograder.course import load_course
+    from autograder.grading.feedback import feedback_notebook
+    from autograder.grading.rebuild import rebuild
+
+    student = student_notebook()
+    for cell in student.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid == "mini_answer_format":
+            cell.source = "# ### BEGIN HIDDEN TESTS (unterminated, in my notes)\n" + cell.source
+        if gid == "mini_answer_convert":
+            cell.source += "\n### END HIDDEN TESTS\nprint('a line of my own, long enough')"
+    nb, _ = rebuild(source_notebook(), student)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "mini_answer_convert":
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="a line of my own, long enough\n")]
+    with_markers = "\n".join(c.source for c in nb.cells)
+    assert "BEGIN HIDDEN TESTS (unterminated" in with_markers
+    import tempfile
+
+    from hostile.minicourse import write_mini_course
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = load_course(write_mini_course(Path(tmp))).assignment("mini").notebooks[0]
+    shown = feedback_notebook(clean_notebook(nb), spec, {}, "graded", "")
+    text = "\n".join(c.source for c in shown.cells)
+    outputs = json.dumps([c.get("outputs", []) for c in shown.cells])
+    assert "# ### BEGIN HIDDEN TESTS (unterminated, in my notes)" in text  # not cut
+    assert "a line of my own, long enough" in outputs and "withheld" not in outputs
+    assert "record_calls" not in text  # the source's hidden tests are still removed
