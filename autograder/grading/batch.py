@@ -42,6 +42,7 @@ from autograder.grading.judge import write_probes
 from autograder.grading.kernel_cache import build_kernel_cache
 from autograder.grading.pipeline import Job, WorkerConfig, grade_submission, warm_up
 from autograder.grading.sandbox import UID_BASE, SandboxUnavailable, require_sandbox
+from autograder.grading.sanitize import safe_student_id, spreadsheet_safe
 from autograder.grading.store import finished, readable_by_kernels, result_path, save_result, write_atomic
 from autograder.grading.validate import sha256_file
 
@@ -74,8 +75,19 @@ class GradeReport:
 # ----------------------------------------------------------------------------- planning
 
 
-def _students(submissions: Path) -> list[str]:
-    return sorted(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+INVALID_ID = "invalid student id"
+
+
+def _students(submissions: Path) -> tuple[list[str], list[str]]:
+    """(student ids, folder names that are not safe ids): the second are never graded nor rendered."""
+    names = sorted(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [n for n in names if safe_student_id(n)], [n for n in names if not safe_student_id(n)]
+
+
+def _invalid_row(name: str, a: Assignment) -> GradeRow:
+    shown = ascii(name)[1:-1]  # control characters and non-ASCII escaped: safe for a terminal, a CSV, a page
+    why = f"the folder name '{shown}' is not a student id (ASCII letters, digits, '_', '.', '-'; at most 64)"
+    return GradeRow(shown, a.id, 0.0, float(a.max_score), 0.0, float(a.auto_max), INVALID_ID, why)
 
 
 def _assignments(course: Course, submissions: Path, students: list[str], wanted: list[str] | None) -> list[Assignment]:
@@ -308,7 +320,7 @@ def grade_class(
     if not submissions.is_dir():
         raise FileNotFoundError(f"{submissions}: no such folder of submissions")
     work, feedback_dir, course_root = out / "work", out / "feedback", out / "course"
-    students = _students(submissions)
+    students, invalid = _students(submissions)
     chosen = _assignments(course, submissions, students, assignments)
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o755)
@@ -364,6 +376,7 @@ def grade_class(
         bar.close()
 
     rows = [_row(course_root, course, results[(s, a.id)]) for s in students for a in chosen if (s, a.id) in results]
+    rows += [_invalid_row(name, a) for name in invalid for a in chosen]
     csv_path = out / "grades.csv"
     write_atomic(csv_path, _csv(rows).encode("utf-8"))
     return GradeReport(rows=rows, out=out, csv_path=csv_path, feedback_dir=feedback_dir, course_root=course_root)
@@ -394,16 +407,6 @@ def _csv(rows: list[GradeRow]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for r in rows:
-        writer.writerow(
-            [
-                r.student_id,
-                r.assignment,
-                f"{r.score:g}",
-                f"{r.max_score:g}",
-                f"{r.auto_score:g}",
-                f"{r.auto_max:g}",
-                r.status,
-                r.message,
-            ]
-        )
+        cells = [r.student_id, r.assignment, f"{r.score:g}", f"{r.max_score:g}", f"{r.auto_score:g}"]
+        writer.writerow([spreadsheet_safe(c) for c in [*cells, f"{r.auto_max:g}", r.status, r.message]])
     return buf.getvalue()

@@ -36,6 +36,7 @@ from nbgrader.preprocessors import ClearHiddenTests
 from nbgrader.utils import is_grade, is_solution
 
 from autograder.course import Notebook, Part
+from autograder.grading.sanitize import clean_notebook, with_csp
 from autograder.grading.store import write_atomic
 
 MIN_SECRET_LINE = 12  # shorter hidden lines (")", "else:") are not secrets worth withholding
@@ -285,9 +286,16 @@ def saved_images(spec: Notebook, evidence_dir: Path, verdicts: list[dict[str, An
 # ------------------------------------------------------------------------------------------ the page
 
 
+def _from_source(cell: NotebookNode) -> bool:
+    """A test or set-up cell of the source: only those hold hidden tests. Student cells never carry
+    nbgrader metadata other than an answer's (rebuild.py), so their text, marker words included, is
+    never cut or taken for a hidden line."""
+    return bool(cell.get("metadata", {}).get("nbgrader")) and not is_solution(cell)
+
+
 def _hidden_lines(nb: NotebookNode) -> set[str]:
     lines: set[str] = set()
-    for cell in nb.cells:
+    for cell in filter(_from_source, nb.cells):
         inside = False
         for line in cell.source.split("\n"):
             if "BEGIN HIDDEN TESTS" in line:
@@ -448,7 +456,7 @@ def feedback_notebook(
         meta = cell.get("metadata", {}).get("nbgrader", {})
         gid = meta.get("grade_id")
         graded = is_grade(cell) and gid in parts
-        if cell.cell_type == "code":
+        if cell.cell_type == "code" and _from_source(cell):
             clear._remove_hidden_test_region(cell)
         elif cell.cell_type == "markdown":
             cell.source = math_to_mathml(cell.source)
@@ -515,10 +523,14 @@ def render_feedback(
     message: str,
     manual: dict[str, dict] | None = None,
 ) -> str:
-    """The feedback page (HTML) for one executed notebook. MANUAL: grade_id -> the TA's {"score", "comment"}."""
-    nb = feedback_notebook(executed, spec, verdicts, status, message, manual)
+    """The feedback page (HTML) for one executed notebook. MANUAL: grade_id -> the TA's {"score", "comment"}.
+
+    The student's notebook is made inert first (sanitize.py; idempotent, so an already clean autograded
+    notebook passes unchanged); the cells added here are the grader's own markup, every student- or
+    kernel-controlled string in them escaped. The page carries the CSP that forbids script."""
+    nb = feedback_notebook(clean_notebook(executed), spec, verdicts, status, message, manual)
     body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": f"Feedback: {spec.name}"}})
-    return body
+    return with_csp(body)
 
 
 def write_feedback(

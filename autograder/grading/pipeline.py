@@ -31,6 +31,7 @@ from autograder.grading.feedback import PAGE_MODE, annotate_autograded, saved_im
 from autograder.grading.judge import Verdict, cell_errors, explain_missing, judge_notebook
 from autograder.grading.rebuild import rebuild
 from autograder.grading.sandbox import Limits, SandboxPlan
+from autograder.grading.sanitize import clean_notebook, with_csp
 from autograder.grading.store import write_atomic
 from autograder.grading.validate import read_submitted
 
@@ -131,7 +132,7 @@ def near_miss_hint(folder: Path, filename: str) -> str:
 def _plain_feedback(path: Path, title: str, text: str) -> None:
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
     page += f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
-    write_atomic(path, page.encode("utf-8"), PAGE_MODE)
+    write_atomic(path, with_csp(page).encode("utf-8"), PAGE_MODE)
 
 
 def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: Notebook) -> dict[str, Any]:
@@ -199,11 +200,12 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
         missing = ", ".join(report.answers_missing)
         message = (message + " " if message else "") + f"Answer cells not found (release stub used): {missing}."
     by_part = {v["grade_id"]: v for v in verdicts}
+    shown = clean_notebook(nb)  # what formgrader and the feedback page render: inert (sanitize.py)
     t0 = time.monotonic()
-    write_feedback(nb, spec, by_part, status, message, feedback_path)
+    write_feedback(shown, spec, by_part, status, message, feedback_path)
     out["timings"]["feedback"] = time.monotonic() - t0
     autograded = nb_work / "autograded.ipynb"
-    write_atomic(autograded, nbformat.writes(annotate_autograded(nb, spec, by_part)).encode("utf-8"))
+    write_atomic(autograded, nbformat.writes(annotate_autograded(shown, spec, by_part)).encode("utf-8"))
     out.update(status=status, message=message, verdicts=verdicts, autograded_path=str(autograded))
     out["rebuild"] = {"found": report.answers_found, "missing": report.answers_missing, "extra": report.extra_cells}
     return out

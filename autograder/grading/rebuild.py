@@ -20,6 +20,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import ClearSolutions
 from nbgrader.utils import is_grade, is_locked, is_solution, is_task
 
+from autograder.grading.sanitize import clean_attachments
 from autograder.nbgrader_setup import CODE_STUB, TEXT_STUB
 
 
@@ -114,9 +115,11 @@ def rebuild(source: NotebookNode, student: NotebookNode) -> tuple[NotebookNode, 
             cells.extend(_extra(c) for c in extras.get(None, []))  # cells the student put before any answer
             first_answer_done = True
         new = copy.deepcopy(src_cell)
+        new.pop("attachments", None)
         if gid in answers:
             new.source = join_split_answer(answers[gid], continuations.get(gid, []))
             report.joined_cells += len(continuations.get(gid, []))
+            _keep_images(answers[gid], new, continuations.get(gid, []))
             report.answers_found.append(gid)
         else:
             new.source = stubs.get(gid, CODE_STUB if new.cell_type == "code" else TEXT_STUB)
@@ -152,10 +155,24 @@ def _extra(cell: NotebookNode) -> NotebookNode:
     """A student's own cell as plain code or markdown without grading metadata or old outputs."""
     src = _answer_source(cell)
     if cell.get("cell_type") == "markdown":
-        return nbformat.v4.new_markdown_cell(src)
+        new = nbformat.v4.new_markdown_cell(src)
+        _keep_images(cell, new)
+        return new
     if cell.get("cell_type") == "code":
         return nbformat.v4.new_code_cell(src)
     return nbformat.v4.new_raw_cell(src)
+
+
+def _keep_images(student_cell: NotebookNode, new: NotebookNode, rest: list[NotebookNode] = ()) -> None:
+    """A written answer's pasted images (cell attachments), PNG/JPEG only, go with its text
+    (those of the cells it was continued in too: their text is joined into it)."""
+    if new.get("cell_type") != "markdown":
+        return
+    images: dict = {}
+    for cell in (*rest[::-1], student_cell):  # the answer cell's own image wins a name clash
+        images.update(clean_attachments(cell.get("attachments")) or {})
+    if images:
+        new["attachments"] = images
 
 
 def _unique_ids(nb: NotebookNode) -> None:
