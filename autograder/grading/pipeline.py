@@ -31,6 +31,7 @@ from autograder.grading.judge import Verdict, cell_errors, explain_missing, judg
 from autograder.grading.rebuild import rebuild
 from autograder.grading.sandbox import Limits, SandboxPlan
 from autograder.grading.store import write_atomic
+from autograder.grading.submission_copy import NOT_REGULAR, CopyReport, copy_submission, plain_file_problem
 from autograder.grading.validate import read_submitted
 
 RETRY_STATUSES = ("kernel failed to start", "grader error")  # the grader's fault: graded again on resume
@@ -74,21 +75,22 @@ def _chown_tree(path: Path, uid: int) -> None:
             os.lchown(os.path.join(root, name), uid, uid)
 
 
-def _working_copy(job: Job, nb_work: Path) -> Path:
-    """A fresh copy of the student's folder (symlinks copied as links, never followed)."""
+def _working_copy(job: Job, nb_work: Path, course: Course, assignment: Assignment) -> tuple[Path, CopyReport]:
+    """A fresh copy of the student's folder: regular files only, within `grading.submission` limits."""
     copy = nb_work / "copy"
     if nb_work.exists():
         shutil.rmtree(nb_work)
-    shutil.copytree(job.submission_dir, copy, symlinks=True)
-    for stale in ("evidence",):
-        target = copy / stale
-        if target.is_symlink() or target.is_file():
-            target.unlink()
-        elif target.exists():
-            shutil.rmtree(target)
+    copy.mkdir(parents=True)
+    report = copy_submission(
+        job.submission_dir,
+        copy,
+        course.grading.submission,
+        notebooks={nb.filename for nb in assignment.notebooks},
+        skip={"evidence", ".tmp"},
+    )
     (copy / "evidence").mkdir()
-    (copy / ".tmp").mkdir(exist_ok=True)
-    return copy
+    (copy / ".tmp").mkdir()
+    return copy, report
 
 
 def _zero_verdicts(spec: Notebook, why: str) -> list[dict[str, Any]]:
@@ -107,6 +109,11 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
     path = job.submission_dir / spec.filename
     feedback_path = job.feedback / f"{spec.name}.html"
     out: dict[str, Any] = {"name": spec.name, "feedback_path": str(feedback_path), "timings": {}}
+    irregular = plain_file_problem(job.submission_dir, spec.filename, shown)
+    if irregular:
+        out.update(status=NOT_REGULAR, message=irregular, sha256=None, verdicts=_zero_verdicts(spec, irregular))
+        _plain_feedback(feedback_path, f"Feedback: {spec.name}", f"Your notebook could not be graded: {irregular}")
+        return out
     if not path.is_file():
         why = f"{shown} was not submitted."
         out.update(status="missing", message=why, sha256=None, verdicts=_zero_verdicts(spec, why))
@@ -126,7 +133,7 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
     source = nbformat.read(course.source_dir / job.assignment_id / spec.filename, as_version=4)
     nb, report = rebuild(source, submitted.notebook)
     nb_work = job.work / spec.name
-    copy = _working_copy(job, nb_work)
+    copy, copied = _working_copy(job, nb_work, course, assignment)
     # IPC socket paths must fit in sun_path (107 bytes): a folder under OUT is often too deep.
     runtime = Path(tempfile.mkdtemp(prefix="cg-"))
     if cfg.uid is not None:
@@ -153,8 +160,9 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
     max_bytes = course.grading.max_evidence_mb * 1024 * 1024
     try:
         collect_evidence(copy / "evidence", evidence, max_bytes)
-        judged = judge_notebook(course, assignment, spec, evidence, plan.probes)
-        verdicts = [v.to_dict() for v in explain_missing(judged, cell_errors(nb))]
+        judged = judge_notebook(course, assignment, spec, evidence, plan.probes, stats=out["timings"])
+        errors = cell_errors(nb, course.grading.judge.max_string_chars)
+        verdicts = [v.to_dict() for v in explain_missing(judged, errors)]
     except EvidenceTooLarge as exc:
         verdicts = _zero_verdicts(spec, f"The notebook left {exc}; nothing was judged.")
     out["timings"]["judge"] = time.monotonic() - t0
@@ -164,6 +172,8 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
     if report.answers_missing:
         missing = ", ".join(report.answers_missing)
         message = (message + " " if message else "") + f"Answer cells not found (release stub used): {missing}."
+    if copied.summary():
+        message = (message + " " if message else "") + copied.summary()
     autograded = nb_work / "autograded.ipynb"
     write_atomic(autograded, nbformat.writes(nb).encode("utf-8"))
     t0 = time.monotonic()
