@@ -41,8 +41,16 @@ def _context() -> Any:
     return _CONTEXT
 
 
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _status_mib(pid: int | str, field: str) -> float | None:
+    """A memory figure of /proc/PID/status (VmHWM: peak resident, VmPeak: peak address space) in MiB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def _child(conn: Any, memory_mb: int, args: tuple[Any, ...]) -> None:
@@ -55,20 +63,8 @@ def _child(conn: Any, memory_mb: int, args: tuple[Any, ...]) -> None:
         conn.send(("start", grade_id))
         (verdict,) = judge_parts(course, assignment, notebook, [grade_id], evidence_dir, probes_dir)
         conn.send(("verdict", verdict))
-    conn.send(("done", _peak_mib()))
+    conn.send(("done", (_status_mib("self", "VmHWM"), _status_mib("self", "VmPeak"))))
     conn.close()
-
-
-def _vm_hwm_mib(pid: int) -> float | None:
-    """The child's peak resident memory, read before it is killed (it cannot report it then)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
 
 
 def _stopped(reason: str, part_max: float, grade_id: str) -> Verdict:
@@ -89,7 +85,7 @@ def judge_bounded(
     points = {p.grade_id: p.points for p in parts}
     pending = [p.grade_id for p in parts]
     verdicts: dict[str, Verdict] = {}
-    peak = 0.0
+    peak, peak_vm = 0.0, 0.0
     ctx = _context()
     while pending:
         receiver, sender = ctx.Pipe(duplex=False)
@@ -118,10 +114,10 @@ def judge_bounded(
                     pending.remove(data.grade_id)
                     current = None
                 elif kind == "done":
-                    peak = max(peak, float(data))
+                    peak, peak_vm = max(peak, data[0] or 0.0), max(peak_vm, data[1] or 0.0)
                     break
         finally:
-            hwm = _vm_hwm_mib(proc.pid) if proc.pid else None
+            hwm = _status_mib(proc.pid, "VmHWM") if proc.pid else None  # read before the kill: it cannot report
             if proc.is_alive():
                 os.kill(proc.pid, signal.SIGKILL)
             proc.join()
@@ -150,5 +146,6 @@ def judge_bounded(
         verdicts[current] = _stopped(why, points[current], current)
         pending.remove(current)
     if stats is not None:
-        stats["judge_peak_mib"] = round(peak, 1)
+        stats["judge_peak_mib"] = round(peak, 1)  # resident
+        stats["judge_peak_vm_mib"] = round(peak_vm, 1)  # address space, what judge.memory_mb limits
     return [verdicts[p.grade_id] for p in parts]
