@@ -29,6 +29,7 @@ from autograder.course import Assignment, Course, Notebook
 from autograder.grading.judge import Verdict, judge_parts, memory_stop
 
 _CONTEXT: Any = None
+_NO_TF_CHECKS = ["autograder.checks.models", "autograder.checks.heatmaps"]  # they import TensorFlow only when used
 _OUT_OF_MEMORY = {-signal.SIGKILL, -signal.SIGABRT, -signal.SIGSEGV, -signal.SIGBUS}
 
 
@@ -36,7 +37,7 @@ def _context() -> Any:
     global _CONTEXT
     if _CONTEXT is None:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__, "autograder.checks.labels", "autograder.checks.files"])
+        ctx.set_forkserver_preload([__name__, "autograder.checks.labels", "autograder.checks.files", *_NO_TF_CHECKS])
         _CONTEXT = ctx
     return _CONTEXT
 

@@ -25,6 +25,7 @@ import nbformat
 
 from autograder.course import Assignment, Course, Notebook
 from autograder.grading.evidence_copy import EvidenceTooLarge, collect_evidence
+from autograder.grading.evidence_read import cut
 from autograder.grading.executor import execute_notebook
 from autograder.grading.feedback import write_feedback
 from autograder.grading.judge import Verdict, cell_errors, explain_missing, judge_notebook
@@ -204,7 +205,7 @@ def grade_submission(cfg: WorkerConfig, job: Job) -> dict[str, Any]:
         try:
             notebooks.append(grade_notebook(cfg, job, assignment, spec))
         except Exception as exc:  # a grader bug must not lose the rest of the class
-            why = f"grader error: {type(exc).__name__}: {exc}"
+            why = f"grader error: {type(exc).__name__}: {cut(str(exc), cfg.course.grading.judge.max_string_chars)}"
             notebooks.append(
                 {
                     "name": spec.name,
