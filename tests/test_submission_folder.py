@@ -85,6 +85,10 @@ def _build(base: Path) -> dict[str, str]:
     (subs / "linked_student").symlink_to(subs / "honest_with_junk")
     expected["linked_student"] = "not a regular file"
 
+    with open(_folder(subs, "sparse_notebook") / "mini.ipynb", "wb") as f:
+        f.truncate(2 * 2**30)  # refused from its size, never read or hashed
+    expected["sparse_notebook"] = "corrupt"
+
     (_folder(subs, "grader_fault") / "mini.ipynb").write_bytes(HONEST)
     expected["grader_fault"] = "grader error"
     return expected
@@ -125,13 +129,14 @@ def test_links_fifos_and_devices_are_refused_never_followed(graded):
     rows = {r.student_id: r for r in runs[0].rows}
     assert sorted(rows) == sorted(expected)
     for student, status in expected.items():
-        assert rows[student].status == status, (student, rows[student])
+        assert rows[student].status.startswith(status), (student, rows[student])
         if status == "not a regular file":
             assert rows[student].auto_score == 0, student
     assert "is a symbolic link" in rows["link_to_source"].message
     assert "hard link" in rows["hard_link"].message
     assert "FIFO" in rows["fifo"].message
     assert "the folder mini is a symbolic link" in rows["linked_folder"].message
+    assert "larger than any notebook" in rows["sparse_notebook"].message
 
 
 def test_an_honest_notebook_keeps_its_score_next_to_junk_and_junk_is_not_copied(graded):

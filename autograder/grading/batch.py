@@ -44,7 +44,7 @@ from autograder.grading.pipeline import Job, WorkerConfig, grade_submission, war
 from autograder.grading.sandbox import UID_BASE, SandboxUnavailable, require_sandbox
 from autograder.grading.store import finished, readable_by_kernels, result_path, save_result, write_atomic
 from autograder.grading.submission_copy import plain_file_problem
-from autograder.grading.validate import sha256_file
+from autograder.grading.validate import MAX_NOTEBOOK_BYTES, sha256_file
 
 __all__ = ["GradeRow", "GradeReport", "SandboxUnavailable", "grade_class"]
 
@@ -95,8 +95,12 @@ def _job_key(course: Course, assignment: Assignment, folder: Path) -> str:
         path = folder / nb.filename
         if plain_file_problem(folder, nb.filename, nb.filename):  # never hash through a link or open a FIFO
             h.update(b"not a regular file")
+        elif not path.is_file():
+            h.update(b"missing")
+        elif path.stat().st_size > MAX_NOTEBOOK_BYTES:  # refused unread when graded: not read here either
+            h.update(f"too large: {path.stat().st_size}".encode())
         else:
-            h.update(sha256_file(path).encode() if path.is_file() else b"missing")
+            h.update(sha256_file(path).encode())
     return h.hexdigest()
 
 
