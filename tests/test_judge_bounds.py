@@ -315,3 +315,24 @@ def test_a_part_over_the_memory_limit_scores_0_and_the_rest_is_judged(tmp_path):
     assert "needed more than 400 MiB of memory" in verdicts["review_convert"].message
     assert verdicts["review_detect_format"].passed
     assert stats["judge_peak_mib"] < 400
+
+
+def test_weights_declaring_more_than_the_config_needs_are_refused(tmp_path):
+    import h5py
+
+    def write(path: Path) -> None:
+        keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]).save(path)
+        weights = io.BytesIO()
+        with h5py.File(weights, "w") as h5:  # 4 GB declared, a few KiB on disk (chunked, compressed, never written)
+            h5.create_dataset("layers/dense/vars/0", shape=(10**9,), dtype="f4", chunks=(2**20,), compression="gzip")
+        with zipfile.ZipFile(path) as z:
+            kept = {n: z.read(n) for n in z.namelist() if n != "model.weights.h5"}
+        with zipfile.ZipFile(path, "w") as z:
+            for name, data in kept.items():
+                z.writestr(name, data)
+            z.writestr("model.weights.h5", weights.getvalue())
+
+    v, stats, seconds = judge_model(tmp_path, "lab1_model", "lab1_cam_fashion_mnist", write)
+    assert v.score == 0
+    assert "the model's weights declare 4,000,000,000 bytes for 7,850 parameters" in v.message, v.message
+    assert stats["judge_peak_mib"] < 1024

@@ -18,6 +18,7 @@ honest model with a wrong layer or two stays well inside the factor and gets the
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import zipfile
@@ -279,8 +280,34 @@ def check_recorded_model(path: Path, spec: ModelSpec, limits: JudgeLimits, max_b
                 f"the {allowed:,} of the course's {spec.key} model; the judge does not build it"
             )
     weights = members.get("model.weights.h5")
-    if weights is not None and weights.file_size > 8 * cost.params + WEIGHTS_OVERHEAD:
-        raise ModelRefused(
-            f"the model's weights file declares {weights.file_size:,} bytes for {cost.params:,} parameters"
-        )
+    if weights is not None:
+        allowed = 8 * cost.params + WEIGHTS_OVERHEAD  # float64 at most, and the file's own structure
+        if weights.file_size > allowed:
+            raise ModelRefused(
+                f"the model's weights file is {weights.file_size:,} bytes for {cost.params:,} parameters"
+            )
+        declared = _declared_weight_bytes(path, weights)
+        if declared > allowed:  # HDF5 compresses datasets inside the file: their declared shapes count
+            raise ModelRefused(f"the model's weights declare {declared:,} bytes for {cost.params:,} parameters")
     return cost
+
+
+def _declared_weight_bytes(path: Path, info: zipfile.ZipInfo) -> int:
+    """Bytes the datasets of the weights file declare (shape x item size), read from their headers only."""
+    import h5py
+
+    total = 0
+
+    def visit(_name: str, obj: Any) -> None:
+        nonlocal total
+        if isinstance(obj, h5py.Dataset):
+            total += int(math.prod(obj.shape or (1,))) * obj.dtype.itemsize
+
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(info) as raw:
+            data = io.BytesIO(raw.read())  # within the budget checked above
+        with h5py.File(data, "r") as h5:
+            h5.visititems(visit)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise ModelRefused(f"the model's weights file is not readable HDF5 ({type(exc).__name__})") from None
+    return total
