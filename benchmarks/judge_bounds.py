@@ -13,8 +13,10 @@ hostile copies, each with one part's evidence replaced as a hostile kernel could
 - string_150mb:  the model part's record.json holds a 150 MB string.
 
 Prints one row each: total score, the child's peak resident memory (VmHWM) and address space
-(VmPeak), wall time, and whether it stays within the stated margin of the honest run: peak
-resident memory at most honest + 10 %, time at most honest x 1.1 + 2 s.
+(VmPeak), its CPU time (on a shared machine wall time is mostly other people's load), wall time,
+the hostile part's own wall time next to the same part judged honestly, and whether it stays
+within the stated margin of the honest run: peak resident memory at most honest + 10 %, CPU time
+at most honest x 1.1 + 2 s.
 """
 
 from __future__ import annotations
@@ -125,25 +127,28 @@ def main() -> int:
             build(evidence / grade_id, spec)
             result = measure(course, assignment, notebook, evidence, probes)
             message = next(v.message for v in result["verdicts"] if v.grade_id == grade_id)
+            result["part"] = grade_id
             rows.append((name, result, f"{grade_id}: {message[:110]}"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
     honest = rows[0][1]
     print(f"\n{notebook.name}: judge limits {course.grading.judge}\n")
-    print("| case | score | peak RSS MiB | peak VM MiB | seconds | within margin |")
-    print("|---|---|---|---|---|---|")
+    print("| case | score | peak RSS MiB | peak VM MiB | CPU s | wall s | hostile part s (honest) | within margin |")
+    print("|---|---|---|---|---|---|---|---|")
     ok = True
     for name, r, _ in rows:
         score = sum(v.score for v in r["verdicts"])
         within = (
             r["judge_peak_mib"] <= honest["judge_peak_mib"] * (1 + MEMORY_MARGIN)
-            and r["seconds"] <= honest["seconds"] * TIME_FACTOR + TIME_SLACK
+            and r["judge_cpu_seconds"] <= honest["judge_cpu_seconds"] * TIME_FACTOR + TIME_SLACK
         )
         ok &= within or name == "honest"
+        part = r.get("part")
+        own = f"{r['judge_part_seconds'][part]:.2f} ({honest['judge_part_seconds'][part]:.2f})" if part else "-"
         print(
             f"| {name} | {score:g}/{notebook.auto_max:g} | {r['judge_peak_mib']:,.0f} | {r['judge_peak_vm_mib']:,.0f} "
-            f"| {r['seconds']:.1f} | {'yes' if within else 'NO'} |"
+            f"| {r['judge_cpu_seconds']:.1f} | {r['seconds']:.1f} | {own} | {'yes' if within else 'NO'} |"
         )
     print()
     for name, _, message in rows[1:]:

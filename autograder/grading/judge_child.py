@@ -64,7 +64,8 @@ def _child(conn: Any, memory_mb: int, args: tuple[Any, ...]) -> None:
         conn.send(("start", grade_id))
         (verdict,) = judge_parts(course, assignment, notebook, [grade_id], evidence_dir, probes_dir)
         conn.send(("verdict", verdict))
-    conn.send(("done", (_status_mib("self", "VmHWM"), _status_mib("self", "VmPeak"))))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    conn.send(("done", (_status_mib("self", "VmHWM"), _status_mib("self", "VmPeak"), usage.ru_utime + usage.ru_stime)))
     conn.close()
 
 
@@ -86,7 +87,8 @@ def judge_bounded(
     points = {p.grade_id: p.points for p in parts}
     pending = [p.grade_id for p in parts]
     verdicts: dict[str, Verdict] = {}
-    peak, peak_vm = 0.0, 0.0
+    peak, peak_vm, cpu = 0.0, 0.0, 0.0
+    part_seconds: dict[str, float] = {}
     ctx = _context()
     while pending:
         receiver, sender = ctx.Pipe(duplex=False)
@@ -95,6 +97,7 @@ def judge_bounded(
         proc.start()
         sender.close()
         current: str | None = None
+        started = time.monotonic()
         ready, timed_out = False, False
         deadline = time.monotonic() + limits.timeout
         try:
@@ -109,13 +112,16 @@ def judge_bounded(
                 if kind == "ready":
                     ready = True
                 elif kind == "start":
-                    current, deadline = data, time.monotonic() + limits.timeout
+                    current, started = data, time.monotonic()
+                    deadline = started + limits.timeout
                 elif kind == "verdict":
                     verdicts[data.grade_id] = data
+                    part_seconds[data.grade_id] = round(time.monotonic() - started, 3)
                     pending.remove(data.grade_id)
                     current = None
                 elif kind == "done":
                     peak, peak_vm = max(peak, data[0] or 0.0), max(peak_vm, data[1] or 0.0)
+                    cpu += data[2]
                     break
         finally:
             hwm = _status_mib(proc.pid, "VmHWM") if proc.pid else None  # read before the kill: it cannot report
@@ -149,4 +155,6 @@ def judge_bounded(
     if stats is not None:
         stats["judge_peak_mib"] = round(peak, 1)  # resident
         stats["judge_peak_vm_mib"] = round(peak_vm, 1)  # address space, what judge.memory_mb limits
+        stats["judge_cpu_seconds"] = round(cpu, 2)  # of children that finished (a killed one cannot report)
+        stats["judge_part_seconds"] = part_seconds
     return [verdicts[p.grade_id] for p in parts]
