@@ -113,7 +113,8 @@ def _grade(base: Path):
     copy = out / "work" / "submissions" / "honest_with_junk" / "mini" / "mini" / "copy"
     copied = sorted(str(p.relative_to(copy)) for p in copy.rglob("*"))
     copied_bytes = sum(p.lstat().st_size for p in copy.rglob("*"))
-    return runs, first, second, regraded, regraded_third, copied, copied_bytes
+    course_bytes = sum(p.lstat().st_size for p in (out / "course").rglob("*"))  # formgrader's copies
+    return runs, first, second, regraded, regraded_third, copied, (copied_bytes, course_bytes)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +141,7 @@ def test_links_fifos_and_devices_are_refused_never_followed(graded):
 
 
 def test_an_honest_notebook_keeps_its_score_next_to_junk_and_junk_is_not_copied(graded):
-    _, (runs, _first, _second, _regraded, _third, copied, copied_bytes) = graded
+    _, (runs, _first, _second, _regraded, _third, copied, (copied_bytes, course_bytes)) = graded
     row = next(r for r in runs[0].rows if r.student_id == "honest_with_junk")
     assert row.auto_score == 4.0 and row.status == "graded", row
     assert "sparse.bin (2,147,483,648 bytes, over the 1 MiB for extra files)" in row.message
@@ -150,6 +151,7 @@ def test_an_honest_notebook_keeps_its_score_next_to_junk_and_junk_is_not_copied(
     assert not any(name.endswith("deep.txt") for name in copied)
     assert sum(name.startswith("many/") for name in copied) < 50
     assert copied_bytes < 2 * 2**20
+    assert course_bytes < 20 * 2**20  # the 2 GB sparse notebook was not copied for formgrader either
 
 
 def test_a_grader_fault_is_retried_a_bounded_number_of_times(graded):

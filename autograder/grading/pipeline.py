@@ -121,7 +121,7 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
         _plain_feedback(feedback_path, f"Feedback: {spec.name}", why)
         return out
     submitted = read_submitted(path, shown)
-    out.update(sha256=submitted.sha256, submitted_path=str(path))
+    out.update(sha256=submitted.sha256)
     if submitted.notebook is None:
         why = f"corrupt: {submitted.problem}"
         out.update(status=why, message=str(submitted.problem), verdicts=_zero_verdicts(spec, str(submitted.problem)))
@@ -129,6 +129,7 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
             feedback_path, f"Feedback: {spec.name}", f"Your notebook could not be graded: {submitted.problem}"
         )
         return out
+    out["submitted_path"] = str(path)  # the gradebook copies it for formgrader: only a usable notebook
 
     t0 = time.monotonic()
     source = nbformat.read(course.source_dir / job.assignment_id / spec.filename, as_version=4)
