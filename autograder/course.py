@@ -109,6 +109,27 @@ class Assignment:
 
 
 @dataclass(frozen=True)
+class JudgeLimits:
+    """What the judge of one notebook may spend on untrusted evidence (course.yml `grading.judge`)."""
+
+    memory_mb: int  # address space of the judge's child process
+    timeout: int  # wall-clock seconds for judging one part
+    cost_factor: float  # a recorded model may cost this many times the seed model (params, FLOPs, activations)
+    max_string_chars: int  # every string from the kernel is cut to this length when evidence is read
+    max_record_mb: int  # the JSON document of one part's evidence (arrays live in the npz)
+    max_compression_ratio: int  # declared / compressed size of an npz or .keras member
+
+
+@dataclass(frozen=True)
+class SubmissionLimits:
+    """What is copied from a submission folder into the kernel's working copy (course.yml `grading.submission`)."""
+
+    extra_mb: int  # apparent size of the extra files copied (a sparse file counts in full)
+    max_files: int
+    max_depth: int
+
+
+@dataclass(frozen=True)
 class GradingLimits:
     cell_timeout: int
     notebook_timeout: int
@@ -121,6 +142,9 @@ class GradingLimits:
     tolerance: float
     max_figures: int  # inline PNG figures kept per notebook
     max_figure_bytes: int  # their total size (base64) per notebook
+    judge: JudgeLimits
+    submission: SubmissionLimits
+    max_retries: int
 
     def worker_count(self) -> int:
         if self.workers == "auto":
@@ -200,6 +224,40 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
         return " or ".join(k.__name__ for k in kind)
     return {"str": "a string", "int": "an integer", "float": "a number", "list": "a list", "dict": "a mapping"}.get(
         kind.__name__, kind.__name__
+    )
+
+
+def _positive(r: _Reader, m: dict[str, Any], key: str, where: str, minimum: int = 1, kind: Any = int) -> Any:
+    value = r.get(m, key, where, kind)
+    if value < minimum:
+        raise r.fail(f"{where}.{key}", f"must be at least {minimum}, got {value!r}")
+    return value
+
+
+def _judge_limits(r: _Reader, m: dict[str, Any]) -> JudgeLimits:
+    w = "grading.judge"
+    unknown = set(m) - set(JudgeLimits.__dataclass_fields__)
+    if unknown:
+        raise r.fail(w, f"unknown keys {sorted(unknown)}")
+    return JudgeLimits(
+        memory_mb=_positive(r, m, "memory_mb", w, minimum=256),
+        timeout=_positive(r, m, "timeout", w),
+        cost_factor=float(_positive(r, m, "cost_factor", w, kind=(int, float))),
+        max_string_chars=_positive(r, m, "max_string_chars", w, minimum=80),
+        max_record_mb=_positive(r, m, "max_record_mb", w),
+        max_compression_ratio=_positive(r, m, "max_compression_ratio", w, minimum=2),
+    )
+
+
+def _submission_limits(r: _Reader, m: dict[str, Any]) -> SubmissionLimits:
+    w = "grading.submission"
+    unknown = set(m) - set(SubmissionLimits.__dataclass_fields__)
+    if unknown:
+        raise r.fail(w, f"unknown keys {sorted(unknown)}")
+    return SubmissionLimits(
+        extra_mb=_positive(r, m, "extra_mb", w, minimum=0),
+        max_files=_positive(r, m, "max_files", w, minimum=0),
+        max_depth=_positive(r, m, "max_depth", w),
     )
 
 
@@ -326,6 +384,9 @@ def load_course(root: str | os.PathLike[str] = ".") -> Course:
         tolerance=float(r.get(g, "tolerance", "grading", (int, float))),
         max_figures=r.get(g, "max_figures", "grading", int),
         max_figure_bytes=r.get(g, "max_figure_bytes", "grading", int),
+        judge=_judge_limits(r, r.mapping(r.get(g, "judge", "grading", dict), "grading.judge")),
+        submission=_submission_limits(r, r.mapping(r.get(g, "submission", "grading", dict), "grading.submission")),
+        max_retries=_positive(r, g, "max_retries", "grading", minimum=0),
     )
     for key in ("max_figures", "max_figure_bytes"):
         if getattr(limits, key) < 0:

@@ -111,3 +111,14 @@ def test_readme_starts_with_the_two_commands_and_lists_the_course():
         auto, written = a.auto_max, a.max_score - a.auto_max
         row = f"| `{a.id}` | {a.title} | `{a.notebooks[0].name}` | {auto:g} + {written:g} |"
         assert row in readme, f"README's course table is out of date with course.yml: {row}"
+
+
+def test_judge_and_submission_limits_are_validated_by_key(tmp_path: Path):
+    message = _error(_course_with(tmp_path, lambda raw: raw["grading"]["judge"].update(memory_mb="lots")))
+    assert "grading.judge.memory_mb" in message and "expected an integer" in message
+    message = _error(_course_with(tmp_path, lambda raw: raw["grading"]["judge"].update(timeout=0)))
+    assert "grading.judge.timeout: must be at least 1" in message
+    message = _error(_course_with(tmp_path, lambda raw: raw["grading"]["submission"].update(extra_gb=1)))
+    assert "grading.submission: unknown keys ['extra_gb']" in message
+    message = _error(_course_with(tmp_path, lambda raw: raw["grading"].pop("max_retries")))
+    assert "grading.max_retries: missing" in message

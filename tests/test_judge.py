@@ -26,7 +26,7 @@ def _executed_notebook() -> nbformat.NotebookNode:
 
 
 def test_cell_errors_keep_name_and_message_only():
-    errors = cell_errors(_executed_notebook())
+    errors = cell_errors(_executed_notebook(), 2000)
     assert errors == {"lab1_model": "AssertionError: expected (None, 28, 28, 16)"}
 
 
@@ -36,7 +36,7 @@ def test_explain_missing_adds_the_cells_error_to_missing_evidence_only():
         Verdict("lab1_cam", 0.0, 4.0, NO_EVIDENCE),
         Verdict("lab1_labels", 0.0, 2.0, "- labels have the wrong shape"),
     ]
-    out = explain_missing(verdicts, {**cell_errors(_executed_notebook()), "lab1_labels": "ValueError: x"})
+    out = explain_missing(verdicts, {**cell_errors(_executed_notebook(), 2000), "lab1_labels": "ValueError: x"})
     # the failure is in the graded cell itself: say so and quote the assertion, not "not reached"
     assert "No result was recorded" not in out[0].message
     assert "A visible check in this part's graded cell failed: expected (None, 28, 28, 16)." in out[0].message

@@ -230,7 +230,7 @@ class HeatmapCheck(Check):
         if problems:
             return problems
         try:
-            model = load_recorded_model(evidence.values.get("model"))
+            model = load_recorded_model(evidence.values.get("model"), ctx)
         except RecordedModelError as exc:
             return [f"The model recorded with your {self.label} could not be used: {exc}."]
         shape = tuple(int(d) for d in model.inputs[0].shape[1:])

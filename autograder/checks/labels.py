@@ -533,7 +533,7 @@ def _model_head_problems(ctx: CheckContext, ref: Any) -> list[str]:
     spec = ctx.model_spec
     assert spec is not None
     try:
-        model = load_recorded_model(ref)
+        model = load_recorded_model(ref, ctx)
     except RecordedModelError as exc:
         return [str(exc)]
     problems: list[str] = []

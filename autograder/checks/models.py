@@ -158,7 +158,7 @@ class Summary(Check):
         if spec is None:
             raise ValueError(f"{ctx.notebook.name}: models.summary needs `model:` in course.yml")
         try:
-            model = load_recorded_model(evidence.values.get("model"))
+            model = load_recorded_model(evidence.values.get("model"), ctx)
         except RecordedModelError as exc:
             return [str(exc)]
         return summary_problems(model, spec)

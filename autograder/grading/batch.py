@@ -44,7 +44,8 @@ from autograder.grading.pipeline import Job, WorkerConfig, grade_submission, war
 from autograder.grading.sandbox import UID_BASE, SandboxUnavailable, require_sandbox
 from autograder.grading.sanitize import safe_student_id, spreadsheet_safe
 from autograder.grading.store import finished, readable_by_kernels, result_path, save_result, write_atomic
-from autograder.grading.validate import sha256_file
+from autograder.grading.submission_copy import plain_file_problem
+from autograder.grading.validate import MAX_NOTEBOOK_BYTES, sha256_file
 
 __all__ = ["GradeRow", "GradeReport", "SandboxUnavailable", "grade_class"]
 
@@ -104,7 +105,14 @@ def _job_key(course: Course, assignment: Assignment, folder: Path) -> str:
     for nb in assignment.notebooks:
         h.update(sha256_file(course.source_dir / assignment.id / nb.filename).encode())
         path = folder / nb.filename
-        h.update(sha256_file(path).encode() if path.is_file() else b"missing")
+        if plain_file_problem(folder, nb.filename, nb.filename):  # never hash through a link or open a FIFO
+            h.update(b"not a regular file")
+        elif not path.is_file():
+            h.update(b"missing")
+        elif path.stat().st_size > MAX_NOTEBOOK_BYTES:  # refused unread when graded: not read here either
+            h.update(f"too large: {path.stat().st_size}".encode())
+        else:
+            h.update(sha256_file(path).encode())
     return h.hexdigest()
 
 
@@ -288,6 +296,19 @@ def _run_jobs(
         progress.done(result)
 
 
+def _count_attempt(result: dict[str, Any], earlier: int, max_retries: int) -> None:
+    """A grader fault is graded again on resume, at most MAX_RETRIES times; then its row is final."""
+    if result.get("final", True):
+        return
+    result["attempts"] = earlier + 1
+    if result["attempts"] > max_retries:
+        result["final"] = True
+        result["message"] = (
+            f"{result.get('message', '')} (graded {result['attempts']} times with the same files; "
+            "not retried again: grade it again with --regrade once the fault is fixed)"
+        ).strip()
+
+
 def _error_result(course: Course, job: Job, why: str) -> dict[str, Any]:
     a = course.assignment(job.assignment_id)
     return {
@@ -327,6 +348,7 @@ def grade_class(
     probes_root, cache = work / "probes", work / "kernel-cache"
 
     results: dict[tuple[str, str], dict[str, Any]] = {}
+    attempts: dict[tuple[str, str], int] = {}  # earlier non-final gradings of the same files (resume)
     jobs: list[Job] = []
     for student in students:
         for a in chosen:
@@ -344,6 +366,7 @@ def grade_class(
             if stored is not None and stored.get("final", True):
                 results[(student, a.id)] = stored
             else:
+                attempts[(student, a.id)] = int(stored.get("attempts", 1)) if stored is not None else 0
                 jobs.append(job)
 
     def setup_for_workers() -> None:
@@ -359,6 +382,7 @@ def grade_class(
                 gradebook.record(course_root, course, course.assignment(stored["assignment"]), stored)
 
     def on_result(job: Job, result: dict[str, Any]) -> None:
+        _count_attempt(result, attempts.get((job.student_id, job.assignment_id), 0), course.grading.max_retries)
         save_result(result_path(work, job.student_id, job.assignment_id), result)
         if result["status"] != "missing":
             gradebook.record(course_root, course, course.assignment(job.assignment_id), result)

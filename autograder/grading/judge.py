@@ -7,17 +7,24 @@ Two steps bracket a notebook's execution:
   per autograded part. Missing evidence (cell not reached, kernel died, visible test failed) is
   a 0 with a message saying so; a check that crashes on strange evidence is a 0 too, never a
   crash of the grader.
+
+The evidence is untrusted input, so the judge runs in a child process of its own
+(autograder/grading/judge_child.py) under `grading.judge` limits: an address-space limit and a
+wall-clock timeout per part. A part whose judging passes a limit scores 0 with a sentence saying
+why; the other parts of the notebook are judged in a fresh child.
 """
 
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from autograder.checks import CheckContext, Evidence, get_check
 from autograder.course import Assignment, Course, Notebook
+from autograder.grading.evidence_read import cut, read_evidence
 from cnnvis.evidence import read_bundle, write_bundle
 
 
@@ -55,17 +62,19 @@ NO_EVIDENCE = (
 )
 
 
-def cell_errors(nb: Any) -> dict[str, str]:
+def cell_errors(nb: Any, max_chars: int) -> dict[str, str]:
     """grade_id -> "Name: message" of the error each executed test cell ended with (no traceback).
 
-    Only the exception's name and message are kept: a traceback could quote hidden test lines.
+    Only the exception's name and message are kept (a traceback could quote hidden test lines),
+    both written by the kernel, so both are cut to MAX_CHARS.
     """
     errors = {}
     for cell in nb.cells:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         for out in cell.get("outputs", []):
             if grade_id and out.get("output_type") == "error":
-                errors[grade_id] = f"{out.get('ename', 'Error')}: {str(out.get('evalue', ''))[:400]}"
+                name = cut(str(out.get("ename", "Error")), min(max_chars, 200))
+                errors[grade_id] = f"{name}: {cut(str(out.get('evalue', '')), max_chars)}"
     return errors
 
 
@@ -95,25 +104,46 @@ def explain_missing(verdicts: list[Verdict], errors: dict[str, str]) -> list[Ver
     return out
 
 
+def memory_stop(memory_mb: int) -> str:
+    return (
+        f"The judge stopped: checking the recorded result needed more than {memory_mb:,} MiB of memory, "
+        "the judge's limit; nothing of this part was scored."
+    )
+
+
 def judge_part(ctx: CheckContext, evidence_dir: Path, probes_dir: Path, max_bytes: int) -> Verdict:
+    """One part's verdict; its message is bounded whatever the evidence holds."""
+    verdict = _judge_part(ctx, evidence_dir, probes_dir, max_bytes)
+    limit = 4 * ctx.course.grading.judge.max_string_chars  # several problems, each quoting cut strings
+    return Verdict(verdict.grade_id, verdict.score, verdict.max_score, cut(verdict.message, limit))
+
+
+def _judge_part(ctx: CheckContext, evidence_dir: Path, probes_dir: Path, max_bytes: int) -> Verdict:
     part = ctx.part
+    limits = ctx.course.grading.judge
     folder = Path(evidence_dir) / part.grade_id
     if not (folder / "record.json").is_file():
         return Verdict(part.grade_id, 0.0, part.points, NO_EVIDENCE)
     try:
-        record = read_bundle(folder, "record", max_bytes=max_bytes)
-        probes = read_bundle(Path(probes_dir) / part.grade_id, "calls")
+        record = read_evidence(folder, limits, max_bytes)
+        probes = read_bundle(Path(probes_dir) / part.grade_id, "calls")  # written by the grader: trusted
         evidence = Evidence(
             folder=folder,
             values=dict(record.get("values") or {}),
             calls=list(record.get("calls") or []),
             probes=list(probes),
         )
+    except MemoryError:
+        return Verdict(part.grade_id, 0.0, part.points, memory_stop(limits.memory_mb))
     except Exception as exc:  # forged or truncated files are the student's problem, not the grader's
         return Verdict(part.grade_id, 0.0, part.points, f"The recorded result could not be read ({exc}).")
     try:
         problems = get_check(part.check).judge(ctx, evidence)
+    except MemoryError:
+        return Verdict(part.grade_id, 0.0, part.points, memory_stop(limits.memory_mb))
     except Exception as exc:
+        if type(exc).__name__ == "ResourceExhaustedError":  # TensorFlow's out-of-memory
+            return Verdict(part.grade_id, 0.0, part.points, memory_stop(limits.memory_mb))
         last = traceback.extract_tb(exc.__traceback__)[-1]
         return Verdict(
             part.grade_id,
@@ -127,12 +157,30 @@ def judge_part(ctx: CheckContext, evidence_dir: Path, probes_dir: Path, max_byte
     return Verdict(part.grade_id, part.points, part.points, "All checks passed.")
 
 
+def judge_parts(
+    course: Course,
+    assignment: Assignment,
+    notebook: Notebook,
+    grade_ids: list[str],
+    evidence_dir: Path,
+    probes_dir: Path,
+) -> Iterator[Verdict]:
+    """The verdicts of GRADE_IDS, in this process (the judge's child runs this)."""
+    max_bytes = course.grading.max_evidence_mb * 1024 * 1024
+    for ctx in _contexts(course, assignment, notebook):
+        if ctx.part.grade_id in grade_ids:
+            yield judge_part(ctx, evidence_dir, probes_dir, max_bytes)
+
+
 def judge_notebook(
     course: Course,
     assignment: Assignment,
     notebook: Notebook,
     evidence_dir: Path,
     probes_dir: Path,
+    stats: dict[str, Any] | None = None,
 ) -> list[Verdict]:
-    max_bytes = course.grading.max_evidence_mb * 1024 * 1024
-    return [judge_part(ctx, evidence_dir, probes_dir, max_bytes) for ctx in _contexts(course, assignment, notebook)]
+    """One Verdict per autograded part, judged in a bounded child process; STATS gets its peak memory."""
+    from autograder.grading.judge_child import judge_bounded
+
+    return judge_bounded(course, assignment, notebook, Path(evidence_dir), Path(probes_dir), stats)

@@ -26,6 +26,7 @@ import nbformat
 
 from autograder.course import Assignment, Course, Notebook
 from autograder.grading.evidence_copy import EvidenceTooLarge, collect_evidence
+from autograder.grading.evidence_read import cut
 from autograder.grading.executor import execute_notebook
 from autograder.grading.feedback import PAGE_MODE, annotate_autograded, saved_images, write_feedback
 from autograder.grading.judge import Verdict, cell_errors, explain_missing, judge_notebook
@@ -33,6 +34,7 @@ from autograder.grading.rebuild import rebuild
 from autograder.grading.sandbox import Limits, SandboxPlan
 from autograder.grading.sanitize import clean_notebook, with_csp
 from autograder.grading.store import write_atomic
+from autograder.grading.submission_copy import NOT_REGULAR, CopyReport, copy_submission, plain_file_problem
 from autograder.grading.validate import read_submitted
 
 RETRY_STATUSES = ("kernel failed to start", "grader error")  # the grader's fault: graded again on resume
@@ -76,21 +78,22 @@ def _chown_tree(path: Path, uid: int) -> None:
             os.lchown(os.path.join(root, name), uid, uid)
 
 
-def _working_copy(job: Job, nb_work: Path) -> Path:
-    """A fresh copy of the student's folder (symlinks copied as links, never followed)."""
+def _working_copy(job: Job, nb_work: Path, course: Course, assignment: Assignment) -> tuple[Path, CopyReport]:
+    """A fresh copy of the student's folder: regular files only, within `grading.submission` limits."""
     copy = nb_work / "copy"
     if nb_work.exists():
         shutil.rmtree(nb_work)
-    shutil.copytree(job.submission_dir, copy, symlinks=True)
-    for stale in ("evidence",):
-        target = copy / stale
-        if target.is_symlink() or target.is_file():
-            target.unlink()
-        elif target.exists():
-            shutil.rmtree(target)
+    copy.mkdir(parents=True)
+    report = copy_submission(
+        job.submission_dir,
+        copy,
+        course.grading.submission,
+        notebooks={nb.filename for nb in assignment.notebooks},
+        skip={"evidence", ".tmp"},
+    )
     (copy / "evidence").mkdir()
-    (copy / ".tmp").mkdir(exist_ok=True)
-    return copy
+    (copy / ".tmp").mkdir()
+    return copy, report
 
 
 def _zero_verdicts(spec: Notebook, why: str) -> list[dict[str, Any]]:
@@ -141,13 +144,18 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
     path = job.submission_dir / spec.filename
     feedback_path = job.feedback / f"{spec.name}.html"
     out: dict[str, Any] = {"name": spec.name, "feedback_path": str(feedback_path), "timings": {}}
+    irregular = plain_file_problem(job.submission_dir, spec.filename, shown)
+    if irregular:
+        out.update(status=NOT_REGULAR, message=irregular, sha256=None, verdicts=_zero_verdicts(spec, irregular))
+        _plain_feedback(feedback_path, f"Feedback: {spec.name}", f"Your notebook could not be graded: {irregular}")
+        return out
     if not path.is_file():
         why = f"{shown} was not submitted." + near_miss_hint(job.submission_dir, spec.filename)
         out.update(status="missing", message=why, sha256=None, verdicts=_zero_verdicts(spec, why))
         _plain_feedback(feedback_path, f"Feedback: {spec.name}", why)
         return out
     submitted = read_submitted(path, shown)
-    out.update(sha256=submitted.sha256, submitted_path=str(path))
+    out.update(sha256=submitted.sha256)
     if submitted.notebook is None:
         why = f"corrupt: {submitted.problem}"
         out.update(status=why, message=str(submitted.problem), verdicts=_zero_verdicts(spec, str(submitted.problem)))
@@ -155,12 +163,13 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
             feedback_path, f"Feedback: {spec.name}", f"Your notebook could not be graded: {submitted.problem}"
         )
         return out
+    out["submitted_path"] = str(path)  # the gradebook copies it for formgrader: only a usable notebook
 
     t0 = time.monotonic()
     source = nbformat.read(course.source_dir / job.assignment_id / spec.filename, as_version=4)
     nb, report = rebuild(source, submitted.notebook)
     nb_work = job.work / spec.name
-    copy = _working_copy(job, nb_work)
+    copy, copied = _working_copy(job, nb_work, course, assignment)
     # IPC socket paths must fit in sun_path (107 bytes): a folder under OUT is often too deep.
     runtime = Path(tempfile.mkdtemp(prefix="cg-"))
     if cfg.uid is not None:
@@ -187,8 +196,9 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
     max_bytes = course.grading.max_evidence_mb * 1024 * 1024
     try:
         collect_evidence(copy / "evidence", evidence, max_bytes)
-        judged = judge_notebook(course, assignment, spec, evidence, plan.probes)
-        verdicts = [v.to_dict() for v in explain_missing(judged, cell_errors(nb))]
+        judged = judge_notebook(course, assignment, spec, evidence, plan.probes, stats=out["timings"])
+        errors = cell_errors(nb, course.grading.judge.max_string_chars)
+        verdicts = [v.to_dict() for v in explain_missing(judged, errors)]
         saved_images(spec, evidence, verdicts)
     except EvidenceTooLarge as exc:
         verdicts = _zero_verdicts(spec, f"The notebook left {exc}; nothing was judged.")
@@ -199,6 +209,8 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
     if report.answers_missing:
         missing = ", ".join(report.answers_missing)
         message = (message + " " if message else "") + f"Answer cells not found (release stub used): {missing}."
+    if copied.summary():
+        message = (message + " " if message else "") + copied.summary()
     by_part = {v["grade_id"]: v for v in verdicts}
     shown = clean_notebook(nb)  # what formgrader and the feedback page render: inert (sanitize.py)
     t0 = time.monotonic()
@@ -231,7 +243,7 @@ def grade_submission(cfg: WorkerConfig, job: Job) -> dict[str, Any]:
         try:
             notebooks.append(grade_notebook(cfg, job, assignment, spec))
         except Exception as exc:  # a grader bug must not lose the rest of the class
-            why = f"grader error: {type(exc).__name__}: {exc}"
+            why = f"grader error: {type(exc).__name__}: {cut(str(exc), cfg.course.grading.judge.max_string_chars)}"
             notebooks.append(
                 {
                     "name": spec.name,

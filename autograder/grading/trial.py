@@ -73,7 +73,8 @@ def run_trial(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return nb, explain_missing(judge_notebook(course, assignment, notebook, evidence, probes), cell_errors(nb))
+    judged = judge_notebook(course, assignment, notebook, evidence, probes)
+    return nb, explain_missing(judged, cell_errors(nb, course.grading.judge.max_string_chars))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,11 +38,15 @@ def sha256_file(path: Path) -> str:
 
 def read_submitted(path: Path, shown_as: str) -> Submitted:
     """Load PATH (named SHOWN_AS in messages); a problem string instead of an exception."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_NOTEBOOK_BYTES:
-            return Submitted(path, sha256_file(path), None, f"{shown_as} is {size} bytes, larger than any notebook")
-        raw = path.read_bytes()
+    try:  # never follows a link, never blocks on a FIFO (pipeline refuses those first, with their own status)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return Submitted(path, "", None, f"{shown_as} is not a regular file")
+            if st.st_size > MAX_NOTEBOOK_BYTES:
+                return Submitted(path, "", None, f"{shown_as} is {st.st_size} bytes, larger than any notebook")
+            raw = f.read(MAX_NOTEBOOK_BYTES + 1)
     except OSError as exc:
         return Submitted(path, "", None, f"{shown_as} cannot be read ({exc.strerror or exc})")
     digest = hashlib.sha256(raw).hexdigest()

@@ -37,6 +37,11 @@ grading:
   tolerance: 1.0e-3
   max_figures: 3
   max_figure_bytes: 200000
+  max_retries: 1
+  judge:
+    {memory_mb: 4096, timeout: 30, cost_factor: 8, max_string_chars: 2000, max_record_mb: 4,
+     max_compression_ratio: 200}
+  submission: {extra_mb: 1, max_files: 50, max_depth: 4}
 label_formats:
   integer:
     {task: single-label, shape: "(batch_size,)", loss: sparse_categorical_crossentropy,
