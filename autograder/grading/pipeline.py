@@ -3,9 +3,11 @@
 For each notebook of the assignment, small steps in order, each its own module:
 validate (validate.py) → rebuild from source (rebuild.py) → prepare the working copy →
 execute sandboxed (executor.py) → copy evidence out (evidence_copy.py) → judge (judge.py) →
-feedback (feedback.py). The result is a plain dict sent back to the parent, which alone writes
-the result store and the gradebook. Nothing here raises for a bad submission: every fault is a
-status and a message.
+feedback (feedback.py). The result is plain data sent back to the client (the grading process
+that started the batch): verdicts, and per notebook the feedback page and the autograded notebook
+as text (`feedback_html`, `autograded`); the client alone writes them, the result store and the
+gradebook (batch.py). JOB.work is this worker's scratch (working copy, evidence, kernel log).
+Nothing here raises for a bad submission: every fault is a status and a message.
 """
 
 from __future__ import annotations
@@ -26,11 +28,10 @@ import nbformat
 from autograder.course import Assignment, Course, Notebook
 from autograder.grading.evidence_copy import EvidenceTooLarge, collect_evidence
 from autograder.grading.executor import execute_notebook
-from autograder.grading.feedback import write_feedback
+from autograder.grading.feedback import exporter, feedback_notebook
 from autograder.grading.judge import Verdict, cell_errors, explain_missing, judge_notebook
 from autograder.grading.rebuild import rebuild
 from autograder.grading.sandbox import Limits, SandboxPlan
-from autograder.grading.store import write_atomic
 from autograder.grading.validate import read_submitted
 
 RETRY_STATUSES = ("kernel failed to start", "grader error")  # the grader's fault: graded again on resume
@@ -43,7 +44,6 @@ class Job:
     submission_dir: Path  # SUBMISSIONS/<student>/<assignment>
     work: Path  # OUT/work/submissions/<student>/<assignment>
     probes: Path  # OUT/work/probes/<assignment> (one folder per notebook inside)
-    feedback: Path  # OUT/feedback/<student>/<assignment>
     key: str
 
 
@@ -95,30 +95,35 @@ def _zero_verdicts(spec: Notebook, why: str) -> list[dict[str, Any]]:
     return [Verdict(p.grade_id, 0.0, p.points, why).to_dict() for p in spec.parts if not p.manual]
 
 
-def _plain_feedback(path: Path, title: str, text: str) -> None:
+def _plain_feedback(title: str, text: str) -> str:
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-    page += f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
-    write_atomic(path, page.encode("utf-8"))
+    return page + f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
+
+
+def _feedback_page(nb: Any, spec: Notebook, verdicts: dict[str, dict], status: str, message: str) -> str:
+    """The feedback page's HTML (becomes feedback.render_feedback when the feedback helper's branch lands)."""
+    page = feedback_notebook(nb, spec, verdicts, status, message)
+    body, _ = exporter().from_notebook_node(page, resources={"metadata": {"name": f"Feedback: {spec.name}"}})
+    return body
 
 
 def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: Notebook) -> dict[str, Any]:
     course = cfg.course
     shown = f"{job.student_id}/{job.assignment_id}/{spec.filename}"
     path = job.submission_dir / spec.filename
-    feedback_path = job.feedback / f"{spec.name}.html"
-    out: dict[str, Any] = {"name": spec.name, "feedback_path": str(feedback_path), "timings": {}}
+    out: dict[str, Any] = {"name": spec.name, "timings": {}}
     if not path.is_file():
         why = f"{shown} was not submitted."
         out.update(status="missing", message=why, sha256=None, verdicts=_zero_verdicts(spec, why))
-        _plain_feedback(feedback_path, f"Feedback: {spec.name}", why)
+        out["feedback_html"] = _plain_feedback(f"Feedback: {spec.name}", why)
         return out
     submitted = read_submitted(path, shown)
     out.update(sha256=submitted.sha256, submitted_path=str(path))
     if submitted.notebook is None:
         why = f"corrupt: {submitted.problem}"
         out.update(status=why, message=str(submitted.problem), verdicts=_zero_verdicts(spec, str(submitted.problem)))
-        _plain_feedback(
-            feedback_path, f"Feedback: {spec.name}", f"Your notebook could not be graded: {submitted.problem}"
+        out["feedback_html"] = _plain_feedback(
+            f"Feedback: {spec.name}", f"Your notebook could not be graded: {submitted.problem}"
         )
         return out
 
@@ -164,12 +169,11 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
     if report.answers_missing:
         missing = ", ".join(report.answers_missing)
         message = (message + " " if message else "") + f"Answer cells not found (release stub used): {missing}."
-    autograded = nb_work / "autograded.ipynb"
-    write_atomic(autograded, nbformat.writes(nb).encode("utf-8"))
+    out["autograded"] = nbformat.writes(nb)
     t0 = time.monotonic()
-    write_feedback(nb, spec, {v["grade_id"]: v for v in verdicts}, status, message, feedback_path)
+    out["feedback_html"] = _feedback_page(nb, spec, {v["grade_id"]: v for v in verdicts}, status, message)
     out["timings"]["feedback"] = time.monotonic() - t0
-    out.update(status=status, message=message, verdicts=verdicts, autograded_path=str(autograded))
+    out.update(status=status, message=message, verdicts=verdicts)
     out["rebuild"] = {"found": report.answers_found, "missing": report.answers_missing, "extra": report.extra_cells}
     return out
 
