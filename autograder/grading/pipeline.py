@@ -103,6 +103,10 @@ def _plain_feedback(title: str, text: str) -> str:
 def _feedback_page(nb: Any, spec: Notebook, verdicts: dict[str, dict], status: str, message: str) -> str:
     """The feedback page's HTML (becomes feedback.render_feedback when the feedback helper's branch lands)."""
     page = feedback_notebook(nb, spec, verdicts, status, message)
+    known = {cell.get("id") for cell in nb.cells}
+    for n, cell in enumerate(page.cells):  # the headers it adds get random ids: fix them, for identical pages
+        if cell.get("id") not in known:
+            cell["id"] = f"feedback-{n}"
     body, _ = exporter().from_notebook_node(page, resources={"metadata": {"name": f"Feedback: {spec.name}"}})
     return body
 

@@ -173,8 +173,10 @@ class DaskBackend:
             if not self.running:
                 self._fill()
                 continue
+            assert self.client is not None
             try:
-                done, _ = wait(list(self.running), timeout=WATCH, return_when="FIRST_COMPLETED")
+                with self.client.as_current():
+                    done, _ = wait(list(self.running), timeout=WATCH, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 idle_since = self._watch(idle_since)
                 continue
