@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from autograder.course import Course
-from autograder.grading.pipeline import Job
+
+if TYPE_CHECKING:  # the grading modules are heavy to import; a Dask worker's plugin needs none of them
+    from autograder.grading.pipeline import Job
 
 
 class BackendUnavailable(RuntimeError):

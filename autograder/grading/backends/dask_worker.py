@@ -28,13 +28,12 @@ from typing import Any
 from distributed import WorkerPlugin, get_worker
 
 from autograder.course import COURSE_FILE, CourseError, load_course
-from autograder.grading.kernel_cache import build_kernel_cache
-from autograder.grading.pipeline import Job, WorkerConfig, grade_submission, warm_up
 from autograder.grading.sandbox import UID_BASE, find_bwrap
 from autograder.grading.store import readable_by_kernels
-from autograder.grading.transfer import digest, unpack_folder
-from autograder.grading.validate import MAX_NOTEBOOK_BYTES
 from autograder.grading.version import course_version, differences
+
+# The grading modules (nbformat, nbconvert, nbclient, the checks) are imported in _Grader, off the
+# worker's event loop: unpickling this plugin must stay quick.
 
 logger = logging.getLogger("autograder.dask")
 
@@ -42,7 +41,7 @@ COURSE_ENV = "AUTOGRADER_COURSE"  # the worker's course folder, when it was not 
 SLOT_OFFSET = 500  # uids UID_BASE + 500 + slot: apart from the local pool's UID_BASE + 0, 1, ...
 SLOTS = 500
 MAX_LOG_BYTES = 64 * 1024  # the kernel log's tail that travels back
-MAX_RETURNED_BYTES = 2 * MAX_NOTEBOOK_BYTES  # a feedback page or an autograded notebook
+RETURNED_NOTEBOOKS = 2  # a feedback page or an autograded notebook: at most this many notebooks' bytes
 SETTING_UP = "its grading set-up is still running"
 
 
@@ -80,6 +79,9 @@ class _Grader:
     """An admitted worker's grading state."""
 
     def __init__(self, root: Path, bwrap: str | None, threads: int):
+        from autograder.grading.kernel_cache import build_kernel_cache
+        from autograder.grading.pipeline import warm_up
+
         self.course = load_course(root)
         self.bwrap = bwrap
         self.scratch = Path(tempfile.mkdtemp(prefix="autograder-worker-"))
@@ -97,6 +99,8 @@ class _Grader:
 
     def probes(self, packed: dict) -> Path:
         """The assignment's probes, written once per worker (read-only to kernels)."""
+        from autograder.grading.transfer import digest, unpack_folder
+
         folder = self.scratch / "probes" / digest(packed)
         with self.probes_lock:
             if not folder.is_dir():
@@ -108,6 +112,9 @@ class _Grader:
         return folder
 
     def grade(self, payload: dict[str, Any], probes: dict) -> dict[str, Any]:
+        from autograder.grading.pipeline import Job, WorkerConfig, grade_submission
+        from autograder.grading.transfer import unpack_folder
+
         uid = self.uids.get()
         scratch = Path(tempfile.mkdtemp(dir=self.scratch, prefix="job-"))
         try:
@@ -137,6 +144,9 @@ class _Grader:
 
 def _bound_returned(nb: dict[str, Any], kernel_log: Path) -> None:
     """Drop this worker's paths, add the kernel log's tail, cut what would be too large to send."""
+    from autograder.grading.validate import MAX_NOTEBOOK_BYTES
+
+    limit = RETURNED_NOTEBOOKS * MAX_NOTEBOOK_BYTES
     nb.pop("autograded_path", None)
     try:
         with open(kernel_log, "rb") as f:
@@ -146,9 +156,9 @@ def _bound_returned(nb: dict[str, Any], kernel_log: Path) -> None:
         pass
     for key in ("feedback_html", "autograded"):
         text = nb.get(key)
-        if text is not None and len(text) > MAX_RETURNED_BYTES:
+        if text is not None and len(text) > limit:
             del nb[key]
-            nb["message"] = (nb.get("message") or "") + f" (the {key} was larger than {MAX_RETURNED_BYTES} bytes)"
+            nb["message"] = (nb.get("message") or "") + f" (the {key} was larger than {limit} bytes)"
 
 
 class GradingWorker(WorkerPlugin):
