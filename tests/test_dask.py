@@ -25,7 +25,7 @@ import nbformat
 import psutil
 import pytest
 from hostile.corpus import corpus
-from hostile.minicourse import CONVERT_SOLUTION, FORMAT_WRONG, student_notebook, write_mini_course
+from hostile.minicourse import CONVERT_SOLUTION, FORMAT_SOLUTION, FORMAT_WRONG, student_notebook, write_mini_course
 from nbgrader.api import Gradebook
 
 from autograder.grading.gradebook import db_url
@@ -193,7 +193,7 @@ def test_dask_grades_like_the_local_pool(cluster):
 
 def test_a_worker_killed_mid_batch_loses_no_student(cluster):
     slow = CONVERT_SOLUTION + "\nimport time\ntime.sleep(2)  # a slower student: the kill lands mid-task\n"
-    notebooks = {f"s{i}": student_notebook(FORMAT_WRONG if i % 2 else None, slow) for i in range(6)}
+    notebooks = {f"s{i}": student_notebook(FORMAT_WRONG if i % 2 else FORMAT_SOLUTION, slow) for i in range(6)}
     subs = _class(cluster.base / "class-kill", {s: nbformat.writes(nb).encode() for s, nb in notebooks.items()})
     out = cluster.base / "kill"
     workers = cluster.workers()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +78,8 @@ class DaskBackend:
         self.probes: dict[str, Future] = {}
         self.reported: set[str] = set()
         self.threads = 1
+        self.registering: threading.Thread | None = None
+        self.register_error: Exception | None = None
         self.log = log or (lambda text: print(f"course grade: {text}", file=sys.stderr))
 
     # ------------------------------------------------------------------ start
@@ -101,12 +104,17 @@ class DaskBackend:
             self.client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS)
         except TimeoutError:
             raise DaskUnavailable(f"the Dask scheduler at {address} has no workers") from None
+        # The workers set up (imports, caches) while this process writes the probes: see release().
         plugin = GradingWorker(self.version, str(self.course.root.resolve()), self.allow_unsandboxed)
-        self.client.register_plugin(plugin, name=self.name)
-        if not self._admitted():
-            raise DaskUnavailable(
-                f"no Dask worker at {address} may grade this course (reasons above); nothing was graded"
-            )
+        self.registering = threading.Thread(target=self._register, args=(plugin,), daemon=True)
+        self.registering.start()
+
+    def _register(self, plugin: GradingWorker) -> None:
+        assert self.client is not None
+        try:
+            self.client.register_plugin(plugin, name=self.name)
+        except Exception as exc:  # raised again by release(), in the grading thread
+            self.register_error = exc
 
     def _admitted(self) -> int:
         """Threads of the admitted workers; reports each refused worker once."""
@@ -128,7 +136,15 @@ class DaskBackend:
         self.pending.append(job)
 
     def release(self, probes_root: Path) -> None:
-        assert self.client is not None
+        assert self.client is not None and self.registering is not None
+        self.registering.join()
+        if self.register_error is not None:
+            raise DaskUnavailable(f"the workers could not take the grading plugin: {self.register_error}")
+        if not self._admitted():
+            raise DaskUnavailable(
+                f"no Dask worker at {self.client.scheduler.address} may grade this course (reasons above); "
+                "nothing was graded"
+            )
         for aid in sorted({job.assignment_id for job in self.pending}):
             packed = pack_folder(probes_root / aid)
             key = f"autograder-probes-{aid}-{digest(packed)[:16]}"
@@ -220,6 +236,8 @@ class DaskBackend:
         return None
 
     def close(self) -> None:
+        if self.registering is not None:
+            self.registering.join()
         if self.client is not None:
             for fut in list(self.running) + list(self.probes.values()):
                 fut.cancel()
