@@ -174,6 +174,8 @@ class GradingWorker(WorkerPlugin):
         self.grader: _Grader | None = None
 
     def _admit(self, threads: int) -> str | None:
+        if threads != 1:  # the grading modules are written for one notebook per process, like the local pool
+            return f"it has {threads} threads: start workers with --nthreads 1 (and --nworkers N for N at once)"
         root = find_course_root(self.course_hint)
         if root is None:
             return (
