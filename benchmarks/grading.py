@@ -13,8 +13,11 @@ With --dask: the local pool against a Dask LocalCluster with the same number of 
 (one thread each, on 127.0.0.1), in one run and on the same submissions: local, Dask on the fresh
 cluster (its workers set up the grading plugin: checks, caches), Dask again on warm workers, local
 again (the machine's drift). Dask's overhead per submission is the difference to the mean local
-time. Then the scheduler's own cost per task: TASKS no-op tasks one after another (a round trip
-each) and all at once (throughput).
+time. On a shared machine the load drifts between runs, so each run is also measured against its
+own pipeline time (the seconds grade_submission took, summed over submissions, from the result
+store): "beyond the pipeline" is wall x workers - pipeline seconds, per submission, which load
+inflates in both backends alike. Then the scheduler's own cost per task: TASKS no-op tasks one
+after another (a round trip each) and all at once (throughput).
 """
 
 from __future__ import annotations
@@ -82,6 +85,13 @@ def scheduler_overhead(client, tasks: int) -> tuple[float, float]:
     return serial, (time.perf_counter() - start) / tasks
 
 
+def pipeline_seconds(out: Path) -> float:
+    """grade_submission's own seconds, summed over the submissions stored under OUT."""
+    import json
+
+    return sum(json.loads(p.read_text()).get("seconds", 0.0) for p in (out / "work" / "results").rglob("*.json"))
+
+
 def dask_main(args, course, notebook: str) -> int:
     import dask
     from distributed import Client, LocalCluster
@@ -126,6 +136,15 @@ def dask_main(args, course, notebook: str) -> int:
         finally:
             cluster.close()
         t_local2, _ = time_course_grade(course, args.assignment, subs, base / "local2", args.workers)
+        beyond = {}  # seconds per submission outside grade_submission, from each run's own figures
+        for label, folder, t in (
+            ("local pool, first run:", "local1", t_local1),
+            ("dask, fresh workers:", "fresh", timed["dask, fresh workers:"]),
+            ("dask, warm workers:", "warm", timed["dask, warm workers:"]),
+            ("local pool, last run:", "local2", t_local2),
+        ):
+            inside = pipeline_seconds(base / folder)
+            beyond[label] = ((t * args.workers - inside) / n, inside / n)
     local = (t_local1 + t_local2) / 2
     graded = sum(r.status == "graded" for r in rows)
     per_local = local / n
@@ -136,6 +155,14 @@ def dask_main(args, course, notebook: str) -> int:
         over = t / n - per_local
         print(f"  {label:<29}{t:6.1f} s  ({t / n:.2f} s each: {over:+.3f} s = {100 * over / per_local:+.1f} %)")
     print(f"  scheduler per no-op task:      {1000 * serial:.2f} ms one by one, {1000 * batch:.2f} ms in a batch")
+    print("  per submission, pipeline (grade_submission) vs beyond it (wall x workers - pipeline):")
+    for label, (outside, inside) in beyond.items():
+        print(f"    {label:<27}{inside:6.2f} s inside, {outside:6.2f} s beyond = {100 * outside / inside:5.1f} %")
+    local_beyond = (beyond["local pool, first run:"][0] + beyond["local pool, last run:"][0]) / 2
+    for label in ("dask, fresh workers:", "dask, warm workers:"):
+        outside, inside = beyond[label]
+        extra = outside - local_beyond
+        print(f"  Dask's own overhead, {label:<22}{extra:+.3f} s per submission = {100 * extra / inside:+.1f} %")
     return 0
 
 
