@@ -2,8 +2,8 @@
 
     course check [--fast] [--assignment ID ...]
     course build [--assignment ID ...] [--skip-solutions] [--force]
-    course grade SUBMISSIONS [--assignment ID ...] [--out DIR] [--workers N] [--regrade] [--allow-unsandboxed]
-                 [--roster CSV]
+    course grade SUBMISSIONS [--assignment ID ...] [--out DIR] [--workers N] [--dask ADDRESS] [--regrade]
+                 [--allow-unsandboxed] [--roster CSV]
     course feedback [OUT]
     course report [OUT]
     course demo
@@ -73,6 +73,12 @@ def parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("grading-output"), metavar="DIR", help="default: ./grading-output"
     )
     grade.add_argument("--workers", type=_positive_int, metavar="N", help="parallel notebooks (default: course.yml)")
+    grade.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="grade on a Dask cluster: a scheduler address (tcp://host:8786, tls://...) or local[:N] "
+        "(a LocalCluster of N workers on 127.0.0.1)",
+    )
     grade.add_argument("--regrade", action="store_true", help="grade again even if already graded")
     grade.add_argument(
         "--allow-unsandboxed",
@@ -154,7 +160,7 @@ def grade_main(args) -> int:
 
     course = load_course(args.course)
     roster = load_roster(args.roster) if args.roster else None  # a bad roster fails before any grading
-    from autograder.grading.batch import SandboxUnavailable, grade_class  # imports nbgrader: only when needed
+    from autograder.grading.batch import BackendUnavailable, SandboxUnavailable, grade_class  # nbgrader: when needed
 
     try:
         report = grade_class(
@@ -165,8 +171,9 @@ def grade_main(args) -> int:
             workers=args.workers,
             regrade=args.regrade,
             allow_unsandboxed=args.allow_unsandboxed,
+            dask=args.dask,
         )
-    except SandboxUnavailable as exc:
+    except (SandboxUnavailable, BackendUnavailable) as exc:
         print(f"course grade: {exc}", file=sys.stderr)
         return 2
     print_report(report)
@@ -187,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
             for aid in args.assignment:
                 course.assignment(aid)
         except CourseError as exc:
+            ap.error(str(exc))
+    if getattr(args, "dask", None):
+        from autograder.grading.backends.dask import parse_target
+
+        try:
+            parse_target(args.dask)
+        except ValueError as exc:
             ap.error(str(exc))
     if args.command == "grade" and not args.submissions.is_dir():
         ap.error(f"{args.submissions}: no such folder (expected SUBMISSIONS/<student>/<assignment>/<notebook>.ipynb)")

@@ -164,7 +164,7 @@ def test_source_file_unchanged(tmp_path):
 
 def test_workers_are_forked_only_from_a_single_threaded_process_without_tensorflow(monkeypatch):
     """fork is fast (workers inherit the loaded modules); TensorFlow's or any other threads rule it out."""
-    from autograder.grading import batch
+    from autograder.grading.backends import local as batch  # the local pool
 
     monkeypatch.setattr(batch, "warm_up", lambda: None)
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)

@@ -1,22 +1,22 @@
 """`course grade`: grade a class of submissions in parallel sandboxed workers, resumably.
 
-The parent process plans the jobs (student x assignment), skips what a previous run already
-finished (same checksums) and starts `workers` processes for the rest. While they start, it writes
-the probes and the kernels' font cache once and releases the workers; while they grade, it
-prepares the nbgrader course root. Each worker grades with its own sandboxed kernel and its own
-unprivileged uid, imports TensorFlow at most once (only the judge of model parts needs it), and
-returns a plain result. The parent alone stores results (atomically), writes gradebook.db and, at
-the end, grades.csv (atomically, from the stored results).
+This process (the client) plans the jobs (student x assignment), skips what a previous run already
+finished (same checksums) and hands the rest to a backend that runs them somewhere: the local
+process pool (backends/local.py, the default) or a Dask cluster (backends/dask.py). While the
+workers start, it writes the probes once and releases them; while they grade, it prepares the
+nbgrader course root. Each job comes back as plain data (verdicts, feedback page, autograded
+notebook); the client alone writes the feedback pages and autograded notebooks, stores results
+(atomically), writes gradebook.db and, at the end, grades.csv (atomically, from the stored results).
 
 OUT/
   grades.csv                          one row per student x assignment
   feedback/<student>/<assignment>/<notebook>.html
   course/                             nbgrader course root: gradebook.db, source/, release/, submitted/, autograded/
   work/results/<student>/<assignment>.json   the result store (resume)
-  work/submissions/<student>/<assignment>/   working copies, kernel logs, evidence, autograded notebooks
+  work/submissions/<student>/<assignment>/   autograded notebooks, kernel logs (local pool: working copies, evidence)
   work/probes/<assignment>/<notebook>/        the probes and settings, read-only to kernels
   work/kernel-cache/                          matplotlib's font list, read-only to kernels
-  work/logs/worker-<slot>.log                 the workers' stderr
+  work/logs/worker-<slot>.log                 the local workers' stderr
 """
 
 from __future__ import annotations
@@ -25,29 +25,25 @@ import csv
 import hashlib
 import io
 import json
-import multiprocessing as mp
 import os
 import sys
-import threading
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autograder.course import COURSE_FILE, Assignment, Course
 from autograder.grading import gradebook
+from autograder.grading.backends.base import Backend, BackendUnavailable
+from autograder.grading.feedback import PAGE_MODE
 from autograder.grading.judge import write_probes
-from autograder.grading.kernel_cache import build_kernel_cache
-from autograder.grading.pipeline import Job, WorkerConfig, grade_submission, warm_up
-from autograder.grading.sandbox import UID_BASE, SandboxUnavailable, require_sandbox
+from autograder.grading.pipeline import Job
+from autograder.grading.sandbox import SandboxUnavailable, require_sandbox
 from autograder.grading.sanitize import safe_student_id, spreadsheet_safe
 from autograder.grading.store import finished, readable_by_kernels, result_path, save_result, write_atomic
 from autograder.grading.submission_copy import plain_file_problem
 from autograder.grading.validate import MAX_NOTEBOOK_BYTES, sha256_file
 
-__all__ = ["GradeRow", "GradeReport", "SandboxUnavailable", "grade_class"]
+__all__ = ["BackendUnavailable", "GradeRow", "GradeReport", "SandboxUnavailable", "grade_class"]
 
 CSV_COLUMNS = ["student_id", "assignment", "score", "max_score", "auto_score", "auto_max", "status", "message"]
 
@@ -127,89 +123,11 @@ def _write_probes(course: Course, assignments: list[Assignment], probes_root: Pa
     readable_by_kernels(probes_root)
 
 
-# ----------------------------------------------------------------------------- workers
-
-_WORKER: WorkerConfig | None = None
-READY_TIMEOUT = 600  # seconds a worker waits for the parent's set-up (probes, caches) before giving up
-
-
-@dataclass(frozen=True)
-class _PoolConfig:
-    course: Course
-    bwrap: str | None
-    cache: Path | None
-    logs: Path  # each worker's stderr (TensorFlow's C++ start-up lines, crashes) goes to worker-<slot>.log here
-
-
-def _log_stderr(path: Path) -> None:
-    """Point this process's fd 2 at PATH: C-level output would otherwise cut through the progress bar."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 2)
-    os.close(fd)
-
-
-def _init_worker(cfg: _PoolConfig, slots: Any, ready: Any, abort: Any) -> None:
-    """Import and build what every job needs, then wait until the parent has written the probes."""
-    global _WORKER
-    with slots.get_lock():  # each worker its own slot, hence its own uid
-        slot = slots.value
-        slots.value += 1
-    _log_stderr(cfg.logs / f"worker-{slot}.log")
-    uid = UID_BASE + slot if (cfg.bwrap and os.geteuid() == 0) else None
-    warm_up()
-    if not ready.wait(READY_TIMEOUT) or abort.is_set():
-        raise RuntimeError("the grading set-up did not finish; nothing was graded")
-    _WORKER = WorkerConfig(course=cfg.course, bwrap=cfg.bwrap, uid=uid, cache=cfg.cache)
-
-
-def _run_job(job: Job) -> dict[str, Any]:
-    assert _WORKER is not None, "worker not initialised"
-    return grade_submission(_WORKER, job)
-
-
-def _context() -> mp.context.BaseContext:
-    """fork when this process is single-threaded and has no TensorFlow (the `course grade` command):
-    workers start at once with the modules and templates already loaded. Otherwise (a test run that
-    imported TensorFlow, a second pool after threads started) a fork server, which forks each worker
-    from a clean process that imported the grading modules once."""
-    if "tensorflow" not in sys.modules and threading.active_count() == 1:
-        warm_up()
-        return mp.get_context("fork")
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
-    return ctx
-
-
-class _Pool:
-    """Worker processes that start (import, warm up) at once and begin grading when `release()` is called.
-
-    So the parent's set-up (probes, caches, the nbgrader course root) overlaps the workers' start.
-    """
-
-    def __init__(self, cfg: _PoolConfig, workers: int):
-        ctx = _context()
-        slots = ctx.Value("i", 0)  # not a Queue: its feeder thread would be running when workers fork
-        self.ready, self.abort = ctx.Event(), ctx.Event()
-        self.executor = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=ctx,
-            initializer=_init_worker,
-            initargs=(cfg, slots, self.ready, self.abort),
-        )
-
-    def release(self) -> None:
-        self.ready.set()
-
-    def shutdown(self) -> None:
-        if not self.ready.is_set():  # the set-up failed: workers give up instead of grading
-            self.abort.set()
-            self.ready.set()
-        self.executor.shutdown(wait=True, cancel_futures=True)
+# ----------------------------------------------------------------------------- progress
 
 
 class _Progress:
-    """The progress bar; opened only once the workers exist (tqdm's monitor thread would rule out fork)."""
+    """The progress bar; opened only once the local workers exist (tqdm's monitor thread would rule out fork)."""
 
     def __init__(self, total: int, enabled: bool):
         self.total, self.enabled, self.failures = total, enabled, 0
@@ -243,59 +161,6 @@ class _Progress:
 # ----------------------------------------------------------------------------- the batch
 
 
-def _run_jobs(
-    cfg: _PoolConfig,
-    jobs: list[Job],
-    workers: int,
-    on_result: Callable[[Job, dict[str, Any]], None],
-    progress: _Progress,
-    setup_for_workers: Callable[[], None],
-    setup_for_results: Callable[[], None],
-) -> None:
-    """Grade JOBS; jobs whose worker process itself died are retried once, alone, then reported.
-
-    The pool starts first; SETUP_FOR_WORKERS (what kernels read) runs while the workers import, then
-    they are released; SETUP_FOR_RESULTS (what on_result writes to) runs while they grade.
-    """
-    set_up = False
-    for _attempt in range(2):
-        broken: list[Job] = []
-        pool = _Pool(cfg, max(1, min(workers, len(jobs))))
-        try:
-            futures = {pool.executor.submit(_run_job, job): job for job in jobs}
-            progress.open()
-            if not set_up:
-                setup_for_workers()
-            pool.release()
-            if not set_up:
-                setup_for_results()
-                set_up = True
-            waiting = set(futures)
-            while waiting:
-                done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    job = futures[fut]
-                    try:
-                        result = fut.result()
-                    except BrokenProcessPool:
-                        broken.append(job)
-                        continue
-                    except Exception as exc:
-                        result = _error_result(cfg.course, job, f"grader error: {type(exc).__name__}: {exc}")
-                    on_result(job, result)
-                    progress.done(result)
-        finally:
-            pool.shutdown()
-        if not broken:
-            return
-        jobs, workers = broken, 1
-    for job in jobs:
-        why = f"grader error: the grading worker process died (its log: {cfg.logs})"
-        result = _error_result(cfg.course, job, why)
-        on_result(job, result)
-        progress.done(result)
-
-
 def _count_attempt(result: dict[str, Any], earlier: int, max_retries: int) -> None:
     """A grader fault is graded again on resume, at most MAX_RETRIES times; then its row is final."""
     if result.get("final", True):
@@ -309,22 +174,6 @@ def _count_attempt(result: dict[str, Any], earlier: int, max_retries: int) -> No
         ).strip()
 
 
-def _error_result(course: Course, job: Job, why: str) -> dict[str, Any]:
-    a = course.assignment(job.assignment_id)
-    return {
-        "student_id": job.student_id,
-        "assignment": a.id,
-        "key": job.key,
-        "status": "grader error",
-        "message": why,
-        "final": False,
-        "auto_score": 0.0,
-        "auto_max": a.auto_max,
-        "max_score": a.max_score,
-        "notebooks": [],
-    }
-
-
 def grade_class(
     course: Course,
     submissions: Path,
@@ -334,9 +183,15 @@ def grade_class(
     regrade: bool = False,
     allow_unsandboxed: bool = False,
     progress: bool = True,
+    dask: str | None = None,
 ) -> GradeReport:
-    """Grade every student x assignment under SUBMISSIONS into OUT (see the module docstring)."""
-    bwrap = require_sandbox(allow_unsandboxed)
+    """Grade every student x assignment under SUBMISSIONS into OUT (see the module docstring).
+
+    DASK: None for the local process pool, else a scheduler address (tcp://host:8786) or
+    `local[:N]` (a LocalCluster on 127.0.0.1); see backends/dask.py.
+    """
+    # With Dask, kernels run on the workers: each checks its own bubblewrap (or this decision).
+    bwrap = None if dask else require_sandbox(allow_unsandboxed)
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     if not submissions.is_dir():
         raise FileNotFoundError(f"{submissions}: no such folder of submissions")
@@ -345,7 +200,7 @@ def grade_class(
     chosen = _assignments(course, submissions, students, assignments)
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o755)
-    probes_root, cache = work / "probes", work / "kernel-cache"
+    probes_root = work / "probes"
 
     results: dict[tuple[str, str], dict[str, Any]] = {}
     attempts: dict[tuple[str, str], int] = {}  # earlier non-final gradings of the same files (resume)
@@ -359,7 +214,6 @@ def grade_class(
                 submission_dir=folder,
                 work=work / "submissions" / student / a.id,
                 probes=probes_root / a.id,
-                feedback=feedback_dir / student / a.id,
                 key=_job_key(course, a, folder),
             )
             stored = None if regrade else finished(result_path(work, student, a.id), job.key)
@@ -369,12 +223,6 @@ def grade_class(
                 attempts[(student, a.id)] = int(stored.get("attempts", 1)) if stored is not None else 0
                 jobs.append(job)
 
-    def setup_for_workers() -> None:
-        fonts = threading.Thread(target=build_kernel_cache, args=(cache,))
-        fonts.start()
-        _write_probes(course, chosen, probes_root)
-        fonts.join()
-
     def setup_for_results() -> None:
         gradebook.prepare_course_root(course, course_root, [a.id for a in chosen])
         for stored in results.values():  # idempotent: heals a run killed between the store and the gradebook
@@ -383,6 +231,7 @@ def grade_class(
 
     def on_result(job: Job, result: dict[str, Any]) -> None:
         _count_attempt(result, attempts.get((job.student_id, job.assignment_id), 0), course.grading.max_retries)
+        _keep_files(course, job, result, feedback_dir / job.student_id / job.assignment_id)
         save_result(result_path(work, job.student_id, job.assignment_id), result)
         if result["status"] != "missing":
             gradebook.record(course_root, course, course.assignment(job.assignment_id), result)
@@ -391,9 +240,21 @@ def grade_class(
     bar = _Progress(len(jobs), progress)
     try:
         if jobs:
-            cfg = _PoolConfig(course=course, bwrap=bwrap, cache=cache, logs=work / "logs")
             count = workers or course.grading.worker_count()
-            _run_jobs(cfg, jobs, count, on_result, bar, setup_for_workers, setup_for_results)
+            backend = _backend(course, dask, bwrap, allow_unsandboxed, work)
+            try:
+                backend.start(count, len(jobs))
+                for job in jobs:
+                    backend.submit(job)
+                bar.open()
+                _write_probes(course, chosen, probes_root)
+                backend.release(probes_root)
+                setup_for_results()
+                for job, result in backend.results():
+                    on_result(job, result)
+                    bar.done(result)
+            finally:
+                backend.close()
         else:
             setup_for_results()
     finally:
@@ -404,6 +265,39 @@ def grade_class(
     csv_path = out / "grades.csv"
     write_atomic(csv_path, _csv(rows).encode("utf-8"))
     return GradeReport(rows=rows, out=out, csv_path=csv_path, feedback_dir=feedback_dir, course_root=course_root)
+
+
+def _backend(course: Course, dask: str | None, bwrap: str | None, allow_unsandboxed: bool, work: Path) -> Backend:
+    if dask:
+        from autograder.grading.backends.dask import DaskBackend  # imports distributed: only when asked for
+
+        return DaskBackend(course, dask, allow_unsandboxed=allow_unsandboxed)
+    from autograder.grading.backends.local import LocalBackend
+
+    return LocalBackend(course, bwrap, cache=work / "kernel-cache", logs=work / "logs")
+
+
+def _keep_files(course: Course, job: Job, result: dict[str, Any], feedback: Path) -> None:
+    """Write what a worker returned as data (feedback page, autograded notebook, kernel log) under
+    this client's OUT, and point the result's paths at them (the gradebook copies from there)."""
+    specs = {nb.name: nb for nb in course.assignment(job.assignment_id).notebooks}
+    for nb in result["notebooks"]:
+        spec, nb_work = specs[nb["name"]], job.work / nb["name"]
+        if "submitted_path" in nb:  # the worker read its own copy; the gradebook copies the original
+            nb["submitted_path"] = str(job.submission_dir / spec.filename)
+        page = nb.pop("feedback_html", None)
+        if page is not None:
+            path = feedback / f"{spec.name}.html"
+            write_atomic(path, page.encode("utf-8"), PAGE_MODE)
+            nb["feedback_path"] = str(path)
+        autograded = nb.pop("autograded", None)
+        if autograded is not None:
+            path = nb_work / "autograded.ipynb"
+            write_atomic(path, autograded.encode("utf-8"))
+            nb["autograded_path"] = str(path)
+        log = nb.pop("kernel_log", None)
+        if log is not None:
+            write_atomic(nb_work / "kernel.log", log.encode("utf-8", "replace"))
 
 
 def _row(course_root: Path, course: Course, result: dict[str, Any]) -> GradeRow:

@@ -480,6 +480,10 @@ def feedback_notebook(
         cells.append(cell)
         if graded and (comment := ta_comment_cell(ta.get(gid))) is not None:
             cells.append(comment)
+    known = {cell.get("id") for cell in nb.cells}
+    for n, cell in enumerate(cells):  # the cells added here get random ids: fixed ones make pages identical
+        if cell.get("id") not in known:
+            cell["id"] = f"feedback-{n}"
     nb.cells = cells
     return nb
 

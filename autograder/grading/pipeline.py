@@ -3,9 +3,11 @@
 For each notebook of the assignment, small steps in order, each its own module:
 validate (validate.py) → rebuild from source (rebuild.py) → prepare the working copy →
 execute sandboxed (executor.py) → copy evidence out (evidence_copy.py) → judge (judge.py) →
-feedback (feedback.py). The result is a plain dict sent back to the parent, which alone writes
-the result store and the gradebook. Nothing here raises for a bad submission: every fault is a
-status and a message.
+feedback (feedback.py). The result is plain data sent back to the client (the grading process
+that started the batch): verdicts, and per notebook the feedback page and the autograded notebook
+as text (`feedback_html`, `autograded`); the client alone writes them, the result store and the
+gradebook (batch.py). JOB.work is this worker's scratch (working copy, evidence, kernel log).
+Nothing here raises for a bad submission: every fault is a status and a message.
 """
 
 from __future__ import annotations
@@ -28,12 +30,11 @@ from autograder.course import Assignment, Course, Notebook
 from autograder.grading.evidence_copy import EvidenceTooLarge, collect_evidence
 from autograder.grading.evidence_read import cut
 from autograder.grading.executor import execute_notebook
-from autograder.grading.feedback import PAGE_MODE, annotate_autograded, saved_images, write_feedback
+from autograder.grading.feedback import annotate_autograded, render_feedback, saved_images
 from autograder.grading.judge import Verdict, cell_errors, explain_missing, judge_notebook
 from autograder.grading.rebuild import rebuild
 from autograder.grading.sandbox import Limits, SandboxPlan
 from autograder.grading.sanitize import clean_notebook, with_csp
-from autograder.grading.store import write_atomic
 from autograder.grading.submission_copy import NOT_REGULAR, CopyReport, copy_submission, plain_file_problem
 from autograder.grading.validate import read_submitted
 
@@ -47,7 +48,6 @@ class Job:
     submission_dir: Path  # SUBMISSIONS/<student>/<assignment>
     work: Path  # OUT/work/submissions/<student>/<assignment>
     probes: Path  # OUT/work/probes/<assignment> (one folder per notebook inside)
-    feedback: Path  # OUT/feedback/<student>/<assignment>
     key: str
 
 
@@ -132,35 +132,34 @@ def near_miss_hint(folder: Path, filename: str) -> str:
     )
 
 
-def _plain_feedback(path: Path, title: str, text: str) -> None:
+def _plain_feedback(title: str, text: str) -> str:
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-    page += f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
-    write_atomic(path, with_csp(page).encode("utf-8"), PAGE_MODE)
+    return with_csp(page + f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>")
 
 
 def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: Notebook) -> dict[str, Any]:
     course = cfg.course
     shown = f"{job.student_id}/{job.assignment_id}/{spec.filename}"
     path = job.submission_dir / spec.filename
-    feedback_path = job.feedback / f"{spec.name}.html"
-    out: dict[str, Any] = {"name": spec.name, "feedback_path": str(feedback_path), "timings": {}}
+    out: dict[str, Any] = {"name": spec.name, "timings": {}}
     irregular = plain_file_problem(job.submission_dir, spec.filename, shown)
     if irregular:
         out.update(status=NOT_REGULAR, message=irregular, sha256=None, verdicts=_zero_verdicts(spec, irregular))
-        _plain_feedback(feedback_path, f"Feedback: {spec.name}", f"Your notebook could not be graded: {irregular}")
+        why = f"Your notebook could not be graded: {irregular}"
+        out["feedback_html"] = _plain_feedback(f"Feedback: {spec.name}", why)
         return out
     if not path.is_file():
         why = f"{shown} was not submitted." + near_miss_hint(job.submission_dir, spec.filename)
         out.update(status="missing", message=why, sha256=None, verdicts=_zero_verdicts(spec, why))
-        _plain_feedback(feedback_path, f"Feedback: {spec.name}", why)
+        out["feedback_html"] = _plain_feedback(f"Feedback: {spec.name}", why)
         return out
     submitted = read_submitted(path, shown)
     out.update(sha256=submitted.sha256)
     if submitted.notebook is None:
         why = f"corrupt: {submitted.problem}"
         out.update(status=why, message=str(submitted.problem), verdicts=_zero_verdicts(spec, str(submitted.problem)))
-        _plain_feedback(
-            feedback_path, f"Feedback: {spec.name}", f"Your notebook could not be graded: {submitted.problem}"
+        out["feedback_html"] = _plain_feedback(
+            f"Feedback: {spec.name}", f"Your notebook could not be graded: {submitted.problem}"
         )
         return out
     out["submitted_path"] = str(path)  # the gradebook copies it for formgrader: only a usable notebook
@@ -212,13 +211,12 @@ def grade_notebook(cfg: WorkerConfig, job: Job, assignment: Assignment, spec: No
     if copied.summary():
         message = (message + " " if message else "") + copied.summary()
     by_part = {v["grade_id"]: v for v in verdicts}
-    shown = clean_notebook(nb)  # what formgrader and the feedback page render: inert (sanitize.py)
+    inert = clean_notebook(nb)  # what formgrader and the feedback page render (sanitize.py)
+    out["autograded"] = nbformat.writes(annotate_autograded(inert, spec, by_part))
     t0 = time.monotonic()
-    write_feedback(shown, spec, by_part, status, message, feedback_path)
+    out["feedback_html"] = render_feedback(inert, spec, by_part, status, message)
     out["timings"]["feedback"] = time.monotonic() - t0
-    autograded = nb_work / "autograded.ipynb"
-    write_atomic(autograded, nbformat.writes(annotate_autograded(shown, spec, by_part)).encode("utf-8"))
-    out.update(status=status, message=message, verdicts=verdicts, autograded_path=str(autograded))
+    out.update(status=status, message=message, verdicts=verdicts)
     out["rebuild"] = {"found": report.answers_found, "missing": report.answers_missing, "extra": report.extra_cells}
     return out
 
