@@ -8,6 +8,7 @@ and name each mistake.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import keras
@@ -18,7 +19,8 @@ from test_reference import ROOT, seed_cnn, seed_vgg16
 
 from autograder.checks import CheckContext, get_check
 from autograder.course import load_course
-from autograder.grading.judge import judge_part
+from autograder.grading.judge import Verdict, judge_part
+from cnnvis import evidence
 from cnnvis.evidence import write_bundle
 
 SMALL = 64  # Labs 2-4 checks at 64x64: no property here depends on the input size
@@ -40,20 +42,32 @@ def context(grade_id: str, spec_from: str | None = None, size: int | None = None
     raise KeyError(grade_id)
 
 
-def grade(tmp_path: Path, ctx: CheckContext, model: keras.Model, student) -> str:
-    """Run STUDENT on the check's probes as the hidden test would, write the evidence, judge it."""
-    check = get_check(ctx.part.check)
-    calls = check.probes(ctx)
-    results = []
-    for call in calls:
-        try:
-            results.append({"ok": True, "value": student(model, **call)})
-        except Exception as exc:
-            results.append({"ok": False, "error": type(exc).__name__, "message": str(exc)})
+def record(tmp_path: Path, ctx: CheckContext, model: keras.Model, student) -> None:
+    """Run STUDENT on the check's probes through the kernel side's own evidence.record_calls, as the hidden test does."""
+    calls = get_check(ctx.part.check).probes(ctx)
     gid = ctx.part.grade_id
     write_bundle(tmp_path / "probes" / gid, calls, name="calls")
-    write_bundle(tmp_path / "evidence" / gid, {"values": {"model": model}, "calls": results})
-    verdict = judge_part(ctx, tmp_path / "evidence", tmp_path / "probes", 10**9)
+    saved = {k: os.environ.get(k) for k in (evidence.PROBES_ENV, evidence.EVIDENCE_ENV)}
+    os.environ[evidence.PROBES_ENV] = str(tmp_path / "probes")
+    os.environ[evidence.EVIDENCE_ENV] = str(tmp_path / "evidence")
+    try:
+        evidence.record_calls(gid, lambda **call: student(model, **call), raise_errors=False, model=model)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def judged(tmp_path: Path, ctx: CheckContext, model: keras.Model, student) -> Verdict:
+    record(tmp_path, ctx, model, student)
+    return judge_part(ctx, tmp_path / "evidence", tmp_path / "probes", 10**9)
+
+
+def grade(tmp_path: Path, ctx: CheckContext, model: keras.Model, student) -> str:
+    """Record STUDENT's evidence and judge it: "" when the part passes, else the verdict's message."""
+    verdict = judged(tmp_path, ctx, model, student)
     return verdict.message if not verdict.passed else ""
 
 
@@ -153,13 +167,14 @@ def test_probes_are_deterministic_mixed_and_small():
     ctx = context("lab4_gradcam", spec_from="lab3", size=SMALL)
     check = get_check("heatmaps.gradcam")
     calls = check.probes(ctx)
-    assert [sorted(c) for c in calls] == [["class_index", "images", "upsample"]] * len(calls)
+    assert [sorted(c) for c in calls[:-1]] == [["class_index", "images", "upsample"]] * (len(calls) - 1)
+    assert calls[-1][evidence.ZERO_HEAD] is True and calls[-1]["images"].shape == (1, SMALL, SMALL, 3)
     batch = calls[0]["images"]
     assert batch.shape == (6, SMALL, SMALL, 3) and batch.dtype == np.float32
     assert {c["class_index"] for c in calls} == {0, 1}
     assert [c["upsample"] for c in calls[:3]] == [False, True, True]
     assert all(c["images"].shape[0] == 1 for c in calls[3:])
-    assert not calls[-1]["images"].any()  # the constant image
+    assert not calls[-2]["images"].any()  # the constant image
     np.testing.assert_array_equal(calls[3]["images"][0], batch[0])
     from autograder.checks.heatmaps import probe_set
 
@@ -266,7 +281,7 @@ def test_gradcam_correct_student_passes_and_mistakes_are_named(tmp_path, lab3_sm
         lab3_small,
         lambda m, images, class_index, upsample: student_gradcam(m, images, class_index, upsample, score="loss"),
     )
-    assert "gradient taken of the loss instead of the class score" in loss, loss
+    assert "gradient of the loss instead of the class score" in loss and "flips the channel weights" in loss, loss
     assert "peak lies inside the object for" in loss, loss
     no_relu = grade(
         tmp_path / "relu",

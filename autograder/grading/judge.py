@@ -12,7 +12,7 @@ Two steps bracket a notebook's execution:
 from __future__ import annotations
 
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,26 @@ class Verdict:
     score: float
     max_score: float
     message: str
+    figure: str | None = None  # base64 PNG (heatmap parts: the student's map beside the reference)
+    diagnoses: tuple[str, ...] = ()  # short codes of the mistakes recognised, for the class report
 
     @property
     def passed(self) -> bool:
         return self.score >= self.max_score
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The verdict as JSON-ready data; the optional keys appear only when set, to keep it small."""
+        out: dict[str, Any] = {
+            "grade_id": self.grade_id,
+            "score": self.score,
+            "max_score": self.max_score,
+            "message": self.message,
+        }
+        if self.figure:
+            out["figure"] = self.figure
+        if self.diagnoses:
+            out["diagnoses"] = list(self.diagnoses)
+        return out
 
 
 def _contexts(course: Course, assignment: Assignment, notebook: Notebook):
@@ -106,9 +119,13 @@ def judge_part(ctx: CheckContext, evidence_dir: Path, probes_dir: Path, max_byte
             f"The check could not evaluate your result: {type(exc).__name__}: {exc} "
             f"(in {Path(last.filename).name}:{last.lineno}).",
         )
+    extras = {
+        "figure": getattr(problems, "figure", None),
+        "diagnoses": tuple(getattr(problems, "diagnoses", ())),
+    }
     if problems:
-        return Verdict(part.grade_id, 0.0, part.points, "\n".join(f"- {p}" for p in problems))
-    return Verdict(part.grade_id, part.points, part.points, "All checks passed.")
+        return Verdict(part.grade_id, 0.0, part.points, "\n".join(f"- {p}" for p in problems), **extras)
+    return Verdict(part.grade_id, part.points, part.points, "All checks passed.", **extras)
 
 
 def judge_notebook(
