@@ -384,12 +384,10 @@ class Judgement:
         usable = [self.properties(k) for k in range(len(self.pset.plan))]
         self.batch_equals_single(usable)
         worst = self.agreement(usable)
-        order = sorted(self.findings, key=lambda f: f.rank)[:MAX_PROBLEMS]
-        return Problems(
-            [f.text for f in order],
-            list(dict.fromkeys(f.code for f in self.findings)),
-            self.figure(usable, worst),
-        )
+        ranked = sorted(self.findings, key=lambda f: f.rank)  # stable: plan order within a rank
+        # Only a failed part gets the figure: rendering costs about as much as judging a correct answer.
+        figure = self.figure(usable, worst) if ranked else None
+        return Problems([f.text for f in ranked[:MAX_PROBLEMS]], [f.code for f in ranked], figure)
 
     def properties(self, k: int) -> bool:
         """Errors, shape, dtype, finite values, range and maximum of result K; True when it can be compared."""
