@@ -328,7 +328,7 @@ def test_missing_model_is_reported(tmp_path, lab1):
     ctx = context("lab1_cam")
     calls = get_check("heatmaps.cam").probes(ctx)
     write_bundle(tmp_path / "probes" / "lab1_cam", calls, name="calls")
-    results = [{"ok": True, "value": student_cam(lab1, **c)} for c in calls]
+    results = [{"ok": True, "value": student_cam(lab1, c["images"], c["class_index"])} for c in calls]
     write_bundle(tmp_path / "evidence" / "lab1_cam", {"values": {"model": "not a model"}, "calls": results})
     verdict = judge_part(ctx, tmp_path / "evidence", tmp_path / "probes", 10**9)
     assert not verdict.passed and "no Keras model was recorded" in verdict.message

@@ -562,7 +562,7 @@ class Judgement:
                         f"Your maps point at the object less often than the reference's: {self.pointing_game(usable)}.",
                     )
             return worst
-        first = wrong[0]
+        first = resized_at = wrong[0]
         cause = self.diagnose(first)
         if cause and not cause.upsampling:  # the method explained at this probe: look for the resizing too
             resized = [k for k in wrong if self.pset.plan[k].upsample and self.check.method != "saliency"]
@@ -570,14 +570,15 @@ class Judgement:
                 extra = self.diagnose(resized[0], method=cause.codes[0])
                 if extra:
                     cause = Cause(cause.codes + extra.codes[-1:], cause.method, extra.upsampling, cause.diff)
+                    resized_at = resized[0]
         diff = float(gaps[first].max())
         if cause and cause.upsampling:
             self.say(
                 CONVENTION,
                 cause.codes[-1],
-                f"Your maps differ from the reference where they are resized (on {self.where(self.pset.plan[first])}, "
-                f"max abs difference {diff:.3g}, tolerance {self.tol:g}): the resizing looks like "
-                f"{cause.upsampling}; {COURSE_RESIZE}.",
+                f"Your maps differ from the reference where they are resized (on "
+                f"{self.where(self.pset.plan[resized_at])}, max abs difference {float(gaps[resized_at].max()):.3g}, "
+                f"tolerance {self.tol:g}): the resizing looks like {cause.upsampling}; {COURSE_RESIZE}.",
             )
         if cause and not cause.method:
             return worst
@@ -663,7 +664,8 @@ class Judgement:
             candidates = [
                 (tuple(x for x in (code, how) if x), cause, how_text, maps) for how, how_text, maps in options
             ]
-            if code == "" and self.check.method == "cam":
+            # For a single sigmoid unit the flipped map is the other class's: OTHER_CLASS names that.
+            if code == "" and self.check.method == "cam" and self.reference.score.units > 1:
                 candidates.append((("sign_flipped",), SIGN_FLIPPED, "", 1.0 - options[0][2]))
             for codes, method_text, up_text, maps in candidates:
                 diff = float(np.abs(student[keep] - maps[keep]).max()) if keep.any() else 0.0
