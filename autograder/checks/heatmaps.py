@@ -17,15 +17,20 @@ Probe keys (every key is passed as a keyword argument):
 Probes, in this order (deterministic for the part's seed, see `plan`): the batch of six images of
 two classes (three of each, interleaved) with the first class, the same batch with the second
 class (Grad-CAM: the first class at the conv grid and upsampled, the second class upsampled),
-the first three images one at a time (batch = per image; Grad-CAM at the conv grid), and one
-constant image (all zeros after preprocessing; Grad-CAM upsampled).
+the first three images one at a time (batch = per image; Grad-CAM at the conv grid), one
+constant image (all zeros after preprocessing; Grad-CAM upsampled), and the first image with the
+key cnnvis.evidence.ZERO_HEAD: record_calls runs that call with the recorded `model`'s last Dense
+kernel zeroed, so its map is flat by construction on any trained model (a missing epsilon gives NaN;
+the hidden test must record the model whose Dense layer the student's function uses).
 
 The judge reloads the recorded model (safe mode), recomputes the reference maps on the probe
 images with the layer named in course.yml (`cam_layer`; a recorded `layer_name` is not trusted),
-regenerates the objects' boxes from the seed, and reports: errors raised, shape, dtype, NaN, range
-and maximum, batch versus per image, agreement with the reference after re-normalising both
-(within `grading.tolerance`), and where they disagree the pointing game and, when a known mistake
-reproduces the student's maps, that mistake.
+regenerates the objects' boxes from the seed, and reports everything it finds in one round, most
+serious first: errors raised, shape, NaN, range and maximum, batch versus per image, agreement with
+the reference after re-normalising both (within `grading.tolerance`), dtype; where they disagree,
+the pointing game and the known mistake that reproduces the student's maps (a wrong score or class,
+a ReLU, channels; resizing conventions; 8-bit values). A failed verdict carries a side-by-side
+figure and every finding a short diagnosis code (see `Problems`).
 """
 
 from __future__ import annotations
