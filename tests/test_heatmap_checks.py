@@ -523,3 +523,19 @@ def test_correct_cams_are_never_misdiagnosed(tmp_path, lab1_biased, eps, dtype, 
 
     verdict = judged(tmp_path / f"{eps}-{dtype.__name__}-{one_at_a_time}", context("lab1_cam"), lab1_biased, student)
     assert verdict.passed and verdict.diagnoses == () and verdict.figure is None, verdict
+
+
+def test_gradcam_loss_sign_and_no_epsilon_are_named_together(tmp_path, lab3_informative):
+    """The Lab 4 mistake file's combined entry on a small model: the loss first, then the missing epsilon."""
+    ctx = context("lab4_gradcam", spec_from="lab3", size=SMALL)
+    verdict = judged(
+        tmp_path,
+        ctx,
+        lab3_informative,
+        lambda m, images, class_index, upsample: student_gradcam(
+            m, images, class_index, upsample, score="loss", norm=no_eps_normalise
+        ),
+    )
+    lines = verdict.message.split("\n")
+    assert "gradient of the loss" in lines[0] and any("NaN for a flat map" in line for line in lines[1:]), lines
+    assert verdict.diagnoses[0] == "score_loss" and "no_epsilon" in verdict.diagnoses and "nan" not in verdict.diagnoses

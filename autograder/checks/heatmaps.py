@@ -425,7 +425,10 @@ class Judgement:
             )
         finite = np.isfinite(value).all(axis=tuple(range(1, value.ndim)))
         if not finite.all():
-            if probe.role in ("flat", "zero_head") or (ref.spread[~finite] == 0).any():
+            # A map that is NaN everywhere is 0 / 0: a flat map (the student's own, e.g. all zeros after a
+            # ReLU, or the reference's) normalised without an epsilon.
+            all_nan = np.isnan(value).all(axis=tuple(range(1, value.ndim)))
+            if probe.role in ("flat", "zero_head") or (ref.spread[~finite] == 0).any() or all_nan.any():
                 self.say(
                     NORMALISATION,
                     "no_epsilon",
