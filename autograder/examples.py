@@ -8,7 +8,8 @@ Per assignment (nbgrader layout <student>/<assignment>/<notebook>.ipynb):
 - student_untouched: the release notebook as is;
 - student_partial: complete, plus the mistakes listed under `partial:` in examples/mistakes/<id>.yml.
 `write_mistake_submissions` builds one submission per mistake (student `mistake-<assignment>-<id>`)
-so tests can check that each loses exactly the points of its `loses` parts.
+so tests can check that each loses exactly the points of its `loses` parts, and that the judge's
+message for those parts contains each fragment of the mistake's optional `message` (a string or a list).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Mistake:
     description: str
     loses: tuple[str, ...]
     edits: tuple[Edit, ...]
+    messages: tuple[str, ...] = ()  # fragments the judge's message for each lost part must contain
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class MistakeSubmission:
     assignment: str
     mistake: str
     loses: tuple[str, ...]
+    messages: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- mistakes files
@@ -117,7 +120,15 @@ def load_mistakes(course: Course, assignment: Assignment) -> MistakeFile | None:
             _require(isinstance(count, int) and count >= 0, path, f"{ewhere}.count", "expected an integer >= 0")
             edits.append(Edit(e["cell"], e["find"], e["replace"], count))
         _require(bool(edits), path, f"{where}.edits", "expected at least one edit")
-        mistakes[m["id"]] = Mistake(m["id"], str(m.get("description", "")), tuple(loses), tuple(edits))
+        messages = m.get("message", [])
+        messages = [messages] if isinstance(messages, str) else messages
+        _require(
+            isinstance(messages, list) and all(isinstance(x, str) and x for x in messages),
+            path,
+            f"{where}.message",
+            "expected a non-empty string or a list of them",
+        )
+        mistakes[m["id"]] = Mistake(m["id"], str(m.get("description", "")), tuple(loses), tuple(edits), tuple(messages))
     partial = tuple(raw.get("partial") or ())
     unknown = sorted(set(partial) - set(mistakes))
     _require(not unknown, path, "partial", f"{unknown} are not mistake ids: {sorted(mistakes)}")
@@ -239,7 +250,7 @@ def mistake_submissions(course: Course, assignment_ids: list[str] | None = None)
                     continue
                 student = f"mistake-{assignment.id}-{mistake.id}"
                 files[f"{student}/{assignment.id}/{src.notebook}.ipynb"] = dumps_notebook(nb)
-                records.append(MistakeSubmission(student, assignment.id, mistake.id, mistake.loses))
+                records.append(MistakeSubmission(student, assignment.id, mistake.id, mistake.loses, mistake.messages))
     return {"files": files, "records": records}
 
 

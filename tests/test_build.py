@@ -182,3 +182,22 @@ def test_examples_are_deterministic_and_edits_must_apply(review_course: Path):
     message = str(info.value)
     assert str(path) in message and repr(raw["mistakes"][0]["id"]) in message
     assert "text that is in no answer cell" in message
+
+
+def test_mistake_messages_are_loaded_and_validated(review_course: Path):
+    course = load_course(review_course)
+    path = review_course / "examples" / "mistakes" / "review.yml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw["mistakes"][0]["message"] = "per-image losses"
+    raw["mistakes"][1]["message"] = ["inf", "nan"]
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    spec = examples.load_mistakes(course, course.assignment("review"))
+    first, second = (spec.mistakes[m["id"]] for m in raw["mistakes"][:2])
+    assert first.messages == ("per-image losses",) and second.messages == ("inf", "nan")
+    records = examples.mistake_submissions(course, ["review"])["records"]
+    assert {r.mistake: r.messages for r in records}[second.id] == ("inf", "nan")
+    raw["mistakes"][0]["message"] = [3]
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(examples.ExampleError) as info:
+        examples.load_mistakes(course, course.assignment("review"))
+    assert str(path) in str(info.value) and ".message" in str(info.value)

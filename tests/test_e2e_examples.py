@@ -10,6 +10,7 @@ This is the most expensive test of the suite: one batch, two workers.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -78,6 +79,40 @@ def test_examples_score_what_they_promise(graded):
     for key in expected:
         assert rows[key]["status"] == "graded", (key, rows[key]["message"])
         assert _auto(rows[key])[1] == course.assignment(key[1]).auto_max
+
+
+def _verdicts(out: Path, student: str, assignment: str) -> dict[str, dict]:
+    """grade_id -> verdict dict, from the result store of one graded submission."""
+    stored = json.loads((out / "work" / "results" / student / f"{assignment}.json").read_text(encoding="utf-8"))
+    found: dict[str, dict] = {}
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("grade_id"), str) and "message" in node and "score" in node:
+                found[node["grade_id"]] = node
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(stored)
+    return found
+
+
+def test_each_mistake_is_named_in_its_message(graded):
+    """Every mistake with a `message:` gets that diagnosis, in one round, for each part it loses."""
+    course, root, submissions, out, rows, mistakes = graded
+    checked, wrong = 0, {}
+    for m in (m for m in mistakes if m.messages):
+        verdicts = _verdicts(out, m.student_id, m.assignment)
+        for grade_id in m.loses:
+            message = verdicts[grade_id]["message"]
+            missing = [fragment for fragment in m.messages if fragment not in message]
+            if missing:
+                wrong[(m.mistake, grade_id)] = (missing, message[:600])
+            checked += 1
+    assert checked >= 10 and not wrong, wrong
 
 
 def test_feedback_exists_and_hides_the_hidden_tests(graded):

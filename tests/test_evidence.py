@@ -46,3 +46,26 @@ def test_outside_grading_nothing_is_called(monkeypatch):
     monkeypatch.delenv(evidence.PROBES_ENV, raising=False)
     monkeypatch.delenv(evidence.EVIDENCE_ENV, raising=False)
     evidence.record_calls("part", lambda **_: pytest.fail("called outside grading"))
+
+
+def test_zero_head_calls_see_a_zeroed_dense_kernel_which_is_restored_even_after_an_error(tmp_path, monkeypatch):
+    import keras
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    kernel = model.layers[-1].kernel.numpy().copy()
+    probes = tmp_path / "probes"
+    calls = [{"x": 1}, {"x": 2, evidence.ZERO_HEAD: True}, {"x": 3, evidence.ZERO_HEAD: True}]
+    write_bundle(probes / "part", calls, name="calls")
+    monkeypatch.setenv(evidence.PROBES_ENV, str(probes))
+    monkeypatch.setenv(evidence.EVIDENCE_ENV, str(tmp_path / "evidence"))
+
+    def head_norm(x):
+        if x == 3:
+            raise RuntimeError("student code failed")
+        return float(np.abs(model.layers[-1].kernel.numpy()).sum())
+
+    evidence.record_calls("part", head_norm, raise_errors=False, model=model)
+    got = read_bundle(tmp_path / "evidence" / "part", "record")["calls"]
+    assert got[0]["value"] > 0 and got[1]["value"] == 0.0 and got[2]["error"] == "RuntimeError"
+    np.testing.assert_array_equal(model.layers[-1].kernel.numpy(), kernel)

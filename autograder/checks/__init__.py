@@ -47,6 +47,19 @@ class Evidence:
     probes: list[dict[str, Any]] = field(default_factory=list)
 
 
+class Problems(list):
+    """A check's problem sentences (a plain list of str) with the optional extras a verdict carries.
+
+    `diagnoses`: short codes of the mistakes recognised (e.g. "zoom_order_2"), for the class report;
+    `figure`: a base64 PNG the feedback shows (heatmap checks: student map beside the reference).
+    """
+
+    def __init__(self, items=(), diagnoses=(), figure: str | None = None):
+        super().__init__(items)
+        self.diagnoses: list[str] = list(diagnoses)
+        self.figure = figure
+
+
 class Check:
     name: ClassVar[str]
 
@@ -55,6 +68,7 @@ class Check:
         return []
 
     def judge(self, ctx: CheckContext, evidence: Evidence) -> list[str]:
+        """The problems found ([] passes); a `Problems` list may also carry diagnosis codes and a figure."""
         raise NotImplementedError
 
 

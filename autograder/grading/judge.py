@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,26 @@ class Verdict:
     score: float
     max_score: float
     message: str
+    figure: str | None = None  # base64 PNG (heatmap parts: the student's map beside the reference)
+    diagnoses: tuple[str, ...] = ()  # short codes of the mistakes recognised, for the class report
 
     @property
     def passed(self) -> bool:
         return self.score >= self.max_score
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The verdict as JSON-ready data; the optional keys appear only when set, to keep it small."""
+        out: dict[str, Any] = {
+            "grade_id": self.grade_id,
+            "score": self.score,
+            "max_score": self.max_score,
+            "message": self.message,
+        }
+        if self.figure:
+            out["figure"] = self.figure
+        if self.diagnoses:
+            out["diagnoses"] = list(self.diagnoses)
+        return out
 
 
 def _contexts(course: Course, assignment: Assignment, notebook: Notebook):
@@ -99,7 +112,7 @@ def explain_missing(verdicts: list[Verdict], errors: dict[str, str]) -> list[Ver
     out = []
     for v in verdicts:
         if v.message == NO_EVIDENCE and v.grade_id in errors:
-            v = Verdict(v.grade_id, v.score, v.max_score, stopped_in_cell(errors[v.grade_id]))
+            v = replace(v, message=stopped_in_cell(errors[v.grade_id]))
         out.append(v)
     return out
 
@@ -115,7 +128,7 @@ def judge_part(ctx: CheckContext, evidence_dir: Path, probes_dir: Path, max_byte
     """One part's verdict; its message is bounded whatever the evidence holds."""
     verdict = _judge_part(ctx, evidence_dir, probes_dir, max_bytes)
     limit = 4 * ctx.course.grading.judge.max_string_chars  # several problems, each quoting cut strings
-    return Verdict(verdict.grade_id, verdict.score, verdict.max_score, cut(verdict.message, limit))
+    return replace(verdict, message=cut(verdict.message, limit))  # the figure and diagnoses stay
 
 
 def _judge_part(ctx: CheckContext, evidence_dir: Path, probes_dir: Path, max_bytes: int) -> Verdict:
@@ -152,9 +165,13 @@ def _judge_part(ctx: CheckContext, evidence_dir: Path, probes_dir: Path, max_byt
             f"The check could not evaluate your result: {type(exc).__name__}: {exc} "
             f"(in {Path(last.filename).name}:{last.lineno}).",
         )
+    extras = {
+        "figure": getattr(problems, "figure", None),
+        "diagnoses": tuple(getattr(problems, "diagnoses", ())),
+    }
     if problems:
-        return Verdict(part.grade_id, 0.0, part.points, "\n".join(f"- {p}" for p in problems))
-    return Verdict(part.grade_id, part.points, part.points, "All checks passed.")
+        return Verdict(part.grade_id, 0.0, part.points, "\n".join(f"- {p}" for p in problems), **extras)
+    return Verdict(part.grade_id, part.points, part.points, "All checks passed.", **extras)
 
 
 def judge_parts(
