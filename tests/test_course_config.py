@@ -33,6 +33,14 @@ def test_the_real_course_loads():
     assert [a.id for a in course.assignments][0] == "review"
     assert course.models["lab4"].total == 14_715_714
     assert all(a.auto_max > 0 for a in course.assignments)
+    lab5 = course.assignment("lab5").notebooks[0]
+    assert course.model_for(lab5) is course.models["lab1"]  # the randomisation check counts its weighted layers
+    assert {p.check for p in lab5.parts} == {
+        "sanity.pointing_game",
+        "sanity.deletion",
+        "sanity.randomisation",
+        None,
+    }
 
 
 def test_malformed_yaml_names_the_file(tmp_path: Path):

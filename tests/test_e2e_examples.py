@@ -23,6 +23,10 @@ from autograder.course import load_course
 from autograder.course_check import secret_lines
 
 TIMEOUT = 3600
+# Assignments whose every mistake is judged on the executed answer cells by a fast test instead of in
+# a kernel here (each lab5 notebook costs about a minute to grade; its parts depend only on their own
+# answer cells): tests/test_sanity_checks.py. Their three example students are still graded here.
+MISTAKES_JUDGED_ELSEWHERE = {"lab5": "tests/test_sanity_checks.py"}
 
 
 def _grade(course_root: Path, submissions: Path, out: Path, *extra: str) -> dict[tuple[str, str], dict[str, str]]:
@@ -46,7 +50,8 @@ def graded(course_copy: Path, tmp_path_factory: pytest.TempPathFactory):
     submissions = work / "submissions"
     shutil.copytree(course_copy / "examples" / "submissions", submissions)
     course = load_course(course_copy)
-    mistakes = examples.write_mistake_submissions(course, submissions)
+    kernel_mistakes = [a.id for a in course.assignments if a.id not in MISTAKES_JUDGED_ELSEWHERE]
+    mistakes = examples.write_mistake_submissions(course, submissions, kernel_mistakes)
     rows = _grade(course_copy, submissions, work / "out")
     return course, course_copy, submissions, work / "out", rows, mistakes
 
