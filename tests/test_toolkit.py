@@ -141,12 +141,39 @@ def test_plots_return_figures_without_ticks() -> None:
     image_axes = [ax for ax in fig.axes if ax.images]
     assert len(image_axes) == 3 and all(len(ax.patches) == 1 for ax in image_axes)
     assert len(fig.axes) == 3 + 1  # min(ncols, n) columns, plus the colour bar
-    fig = plots.compare_heatmaps(sample.images, {"CAM": maps, "saliency": maps**2}, titles=titles)
-    assert len(fig.axes) == 9
-    assert all(not ax.get_xticks().size and not ax.get_yticks().size for ax in fig.axes)
-    assert [fig.axes[i].get_ylabel() for i in (0, 3, 6)] == ["image", "CAM", "saliency"]
+    # House style: the image under a map whose opacity follows the heat, one labelled colour bar.
+    for ax in image_axes:
+        photo, heat = ax.images
+        assert photo.get_array().shape == (48, 48, 3) and np.ndim(heat.get_alpha()) == 2
+        # opacity follows the heat: cold pixels leave the image (nearly) untouched
+        assert np.allclose(heat.get_alpha(), plots.HEAT_ALPHA * np.asarray(heat.get_array()))
+    assert fig.axes[-1].get_ylabel() == plots.DEFAULT_HEAT_LABEL
+    fig = plots.compare_heatmaps(
+        sample.images, {"CAM": maps, "saliency": maps**2}, titles=titles, boxes=sample.boxes, label="saliency"
+    )
+    panels, bar = fig.axes[:9], fig.axes[9]
+    assert len(fig.axes) == 10 and bar.get_ylabel() == "saliency"
+    assert all(not ax.get_xticks().size and not ax.get_yticks().size for ax in panels)
+    assert [panels[i].get_ylabel() for i in (0, 3, 6)] == ["image", "CAM", "saliency"]
+    assert all(len(ax.patches) == 1 for ax in panels)
     with pytest.raises(ValueError):
         plots.show_heatmaps(sample.images, maps[:2])
     with pytest.raises(ValueError):
         plots.show_images(sample.images, titles=["one"])
     plt.close("all")
+
+
+def test_prediction_title_and_example_picks() -> None:
+    from cnnvis import plots
+
+    names = ("cat", "dog")
+    assert plots.prediction_title(names, 0, 0, 0.91) == "true cat\npredicted cat (p = 0.91)"
+    assert plots.prediction_title(names, 0, 1, 0.6).startswith("WRONG: true cat")
+    # The first test images are all cats and there is one mistake: both classes and the mistake are shown.
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 0])
+    predicted = np.array([0, 0, 0, 0, 1, 0, 1, 0])
+    correct, wrong = plots.pick_correct_and_wrong(labels, predicted, 3, 3)
+    assert set(labels[correct]) == {0, 1} and np.all(labels[correct] == predicted[correct])
+    assert wrong.tolist() == [5]
+    correct, wrong = plots.pick_correct_and_wrong(labels, labels, 4, 3)
+    assert len(correct) == 4 and sorted(labels[correct].tolist()) == [0, 0, 1, 1] and wrong.size == 0
