@@ -348,7 +348,9 @@ def settings_path(course: Course) -> Path:
 
 def settings_json(course: Course) -> str:
     """cnnvis/settings.json: what the student toolkit needs from course.yml."""
-    payload = {"course": course.id, "seed": course.seed, "profiles": course.profiles}
+    # the heatmap tolerance too, so that notebooks state the number the grader uses rather than a copy
+    grading = {"tolerance": course.grading.tolerance}
+    payload = {"course": course.id, "seed": course.seed, "profiles": course.profiles, "grading": grading}
     return json.dumps(payload, indent=2, sort_keys=True) + "\n"
 
 

@@ -48,6 +48,11 @@ def seed() -> int:
     return int(load_settings()["seed"])
 
 
+def tolerance() -> float:
+    """The largest absolute difference the grader accepts between a student's heatmap and its reference."""
+    return float(load_settings()["grading"]["tolerance"])
+
+
 def setup(quiet: bool = True, waiting_for: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Seed everything, make TensorFlow quiet (and deterministic where the profile asks), return the profile.
 

@@ -24,7 +24,8 @@ from autograder.build import expected_toolkit, read_notebook, solution_notebook
 from autograder.course import load_course
 
 REPO = Path(__file__).resolve().parents[1]
-_GRADER_ENV_PREFIXES = ("TF_", "CNNVIS_", "MPLBACKEND", "PYTHONHASHSEED", "PYTHONPATH")
+# PYTEST_*: ipykernel stops capturing descriptor 2 when it sees PYTEST_CURRENT_TEST; a student has none.
+_GRADER_ENV_PREFIXES = ("TF_", "CNNVIS_", "MPLBACKEND", "PYTHONHASHSEED", "PYTHONPATH", "PYTEST_")
 
 
 def _student_toolkit(dest: Path) -> Path:
