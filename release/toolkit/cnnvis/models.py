@@ -70,3 +70,61 @@ def vgg16_preprocess(images01: np.ndarray) -> np.ndarray:
 
     images = np.asarray(images01, dtype=np.float32) * np.float32(255.0)
     return np.asarray(vgg16.preprocess_input(images), dtype=np.float32)
+
+
+def model_above(model, layer_name: str):
+    """The layers of MODEL after LAYER_NAME as a model of their own, on LAYER_NAME's output (weights shared).
+
+    Training it trains those layers of MODEL: they are the same layer objects.
+    """
+    import keras
+
+    names = [layer.name for layer in model.layers]
+    if layer_name not in names:
+        raise ValueError(f"{model.name} has no layer {layer_name!r}")
+    start = names.index(layer_name) + 1
+    features = keras.Input(shape=tuple(model.get_layer(layer_name).output.shape[1:]), name=f"{layer_name}_features")
+    outputs = features
+    for layer in model.layers[start:]:
+        outputs = layer(outputs)
+    return keras.Model(features, outputs, name=f"above_{layer_name}")
+
+
+def fit_above_frozen(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    frozen_through: str,
+    epochs: int,
+    batch_size: int = 16,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+):
+    """Fine-tune the trainable top of MODEL on features of its frozen base computed once; return the history.
+
+    Layers up to FROZEN_THROUGH never change, so their output for a given image never changes either:
+    computing it once and training only the layers above on it gives the same updates as fitting the
+    whole model (no augmentation, no dropout or batch norm below the cut), at a fraction of the cost, since
+    every epoch after the first skips the frozen blocks' forward pass. The learning rate warms up over the
+    first tenth of the steps, then follows a cosine decay to zero: large steps early on, small ones at the
+    end, so a short run settles instead of jumping around. The loss and metrics are MODEL's own (compile
+    it first).
+    """
+    import keras
+
+    if not all(
+        not layer.trainable for layer in model.layers[: [x.name for x in model.layers].index(frozen_through) + 1]
+    ):
+        raise ValueError(f"the layers up to {frozen_through!r} must be frozen (trainable=False)")
+    base = keras.Model(model.inputs[0], model.get_layer(frozen_through).output)
+    features = base.predict(np.asarray(images, dtype=np.float32), batch_size=batch_size, verbose=0)
+    top = model_above(model, frozen_through)
+    steps = max(1, int(epochs) * -(-len(features) // int(batch_size)))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=steps, warmup_target=float(learning_rate), warmup_steps=max(1, steps // 10)
+    )
+    top.compile(optimizer=keras.optimizers.Adam(schedule), loss=model.loss, metrics=["accuracy"])
+    keras.utils.set_random_seed(seed)  # the shuffling order
+    return top.fit(
+        features, np.asarray(labels), batch_size=int(batch_size), epochs=int(epochs), verbose=0, shuffle=True
+    )
