@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import matplotlib
 import numpy as np
@@ -177,3 +178,52 @@ def test_prediction_title_and_example_picks() -> None:
     assert wrong.tolist() == [5]
     correct, wrong = plots.pick_correct_and_wrong(labels, labels, 4, 3)
     assert len(correct) == 4 and sorted(labels[correct].tolist()) == [0, 0, 1, 1] and wrong.size == 0
+
+
+def test_peak_in_box_is_the_pointing_game() -> None:
+    from cnnvis.images import peak_in_box
+
+    maps = np.zeros((3, 10, 10), dtype=np.float32)
+    maps[0, 2, 3] = 1.0  # inside (y 1..4, x 2..5)
+    maps[1, 8, 8] = 1.0  # outside
+    boxes = np.array([[1, 2, 5, 6]] * 3)
+    assert peak_in_box(maps, boxes).tolist() == [True, False, False]  # a flat map points nowhere
+
+
+def test_c_level_stderr_is_filtered_only_of_tensorflow_noise(capfd) -> None:
+    from cnnvis.quiet import c_stderr_filtered
+
+    with c_stderr_filtered():
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+        os.write(2, b"E0000 00:00:1796118946.922278   28702 cuda_platform.cc:52] failed call to cuInit: (303)\n")
+        os.write(2, b"a real problem\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "a real problem\nafter\n"
+
+
+def test_fit_above_frozen_trains_only_the_top_of_the_model() -> None:
+    import keras
+
+    from cnnvis.models import fit_above_frozen, model_above
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="frozen_conv")(inputs)
+    x = keras.layers.MaxPooling2D(name="cut")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="top_conv")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    for layer in model.layers[:3]:
+        layer.trainable = False
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert [layer.name for layer in model_above(model, "cut").layers[1:]] == [layer.name for layer in model.layers[3:]]
+    frozen, top = model.get_layer("frozen_conv").get_weights()[0].copy(), model.get_layer("top_conv").get_weights()[0]
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((8, 8, 8, 3), dtype=np.float32), np.arange(8) % 2
+    history = fit_above_frozen(model, images, labels, "cut", epochs=3, batch_size=4, learning_rate=1e-2)
+    assert len(history.history["loss"]) == 3
+    assert np.array_equal(model.get_layer("frozen_conv").get_weights()[0], frozen)
+    assert not np.allclose(model.get_layer("top_conv").get_weights()[0], top)  # the model's own layers learned
+    model.get_layer("frozen_conv").trainable = True  # features computed once would go stale
+    with pytest.raises(ValueError, match="must be frozen"):
+        fit_above_frozen(model, images, labels, "cut", epochs=1)
