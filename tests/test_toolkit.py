@@ -227,3 +227,23 @@ def test_fit_above_frozen_trains_only_the_top_of_the_model() -> None:
     model.get_layer("frozen_conv").trainable = True  # features computed once would go stale
     with pytest.raises(ValueError, match="must be frozen"):
         fit_above_frozen(model, images, labels, "cut", epochs=1)
+
+
+def test_missing_answer_names_say_what_they_wait_for(capsys) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from cnnvis.answers import explain_missing_names
+
+    assert explain_missing_names({"model": "x"}) is False  # outside IPython: nothing to install
+    shell = InteractiveShell.instance()
+    try:
+        assert explain_missing_names({"model": "`build_model` (section 2)"})
+        result = shell.run_cell("model.summary()")
+        out = capsys.readouterr().out
+        assert isinstance(result.error_in_exec, NameError)
+        assert "`model` does not exist yet: it is made by `build_model` (section 2)" in out
+        assert "Traceback" not in out and "most recent call" not in out
+        shell.run_cell("other_name + 1")  # names the notebook did not declare keep their usual traceback
+        assert "name 'other_name' is not defined" in capsys.readouterr().out
+    finally:
+        InteractiveShell.clear_instance()
