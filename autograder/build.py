@@ -61,7 +61,16 @@ BUILD_KEY = "course_build"  # solutions' notebook metadata: {"inputs": digest of
 # Bump when the way solutions are executed changes what they contain (not for serialisation-only changes).
 EXECUTION_FORMAT = 1
 _KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-_LANGUAGE_INFO = {"name": "python", "file_extension": ".py", "mimetype": "text/x-python"}
+# What ipykernel reports, less the interpreter's version (which differs between machines): JupyterLab
+# marks a notebook modified when the kernel's language_info differs from the saved one.
+_LANGUAGE_INFO = {
+    "codemirror_mode": {"name": "ipython", "version": 3},
+    "file_extension": ".py",
+    "mimetype": "text/x-python",
+    "name": "python",
+    "nbconvert_exporter": "python",
+    "pygments_lexer": "ipython3",
+}
 # TensorFlow/absl log lines: the only stderr a solution may produce (and it is dropped).
 _TF_NOISE = re.compile(
     r"^(\s*|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
@@ -405,7 +414,9 @@ def settings_path(course: Course) -> Path:
 
 def settings_json(course: Course) -> str:
     """cnnvis/settings.json: what the student toolkit needs from course.yml."""
-    payload = {"course": course.id, "seed": course.seed, "profiles": course.profiles}
+    # the heatmap tolerance too, so that notebooks state the number the grader uses rather than a copy
+    grading = {"tolerance": course.grading.tolerance}
+    payload = {"course": course.id, "seed": course.seed, "profiles": course.profiles, "grading": grading}
     return json.dumps(payload, indent=2, sort_keys=True) + "\n"
 
 
@@ -458,7 +469,7 @@ jupyter lab
 generated images of the same shapes otherwise), plotting helpers and the course settings.
 
 ## Working on a notebook
-- Replace every `raise NotImplementedError()` with your code and every `YOUR ANSWER HERE` with
+- Replace every `raise NotImplementedError(...)` line with your code and every `YOUR ANSWER HERE` with
   your written answer. Keep the function names and signatures.
 - Run the test cells: they check the basics. The grader runs more checks on inputs of its own,
   so a passing visible test is a good sign, not a guarantee.

@@ -18,7 +18,9 @@ from autograder.course import Course
 # C-level output (TensorFlow's absl logging) goes to the kernel log instead of the cell's stderr,
 # which nbgrader would otherwise score as a failure (see NOTES.md).
 KERNEL_EXTRA_ARGUMENTS = ["--IPKernelApp.capture_fd_output=False"]
-CODE_STUB = "raise NotImplementedError()"  # what replaces a solution in release/, and a missing answer when grading
+# What replaces a solution in release/, and a missing answer when grading. Its message is what a student
+# sees when running a cell before answering it: say what to do.
+CODE_STUB = 'raise NotImplementedError("your answer: replace this line with your code")'
 TEXT_STUB = "YOUR ANSWER HERE"
 
 

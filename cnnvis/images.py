@@ -85,3 +85,16 @@ def save_heatmap_png(path: str | Path, image: np.ndarray, heatmap: np.ndarray) -
     Image.fromarray(to_uint8(overlay(image, heatmap)), mode="RGB").save(buffer, format="PNG", compress_level=6)
     path.write_bytes(buffer.getvalue())
     return path
+
+
+def peak_in_box(heatmaps: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """The pointing game: for each map (N, H, W), whether its maximum lies in its (y0, x0, y1, x1) box.
+
+    A flat map (all values equal, e.g. all zero after Grad-CAM's ReLU) points nowhere: False.
+    """
+    heatmaps, boxes = np.asarray(heatmaps), np.asarray(boxes)
+    flat = heatmaps.reshape(len(heatmaps), -1)
+    rows, cols = np.unravel_index(flat.argmax(axis=1), heatmaps.shape[1:])
+    y0, x0, y1, x1 = boxes.T
+    inside = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
+    return inside & (flat.max(axis=1) > flat.min(axis=1))

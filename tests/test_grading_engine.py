@@ -17,6 +17,7 @@ from autograder.grading.evidence_copy import EvidenceTooLarge, collect_evidence
 from autograder.grading.rebuild import rebuild
 from autograder.grading.store import finished, load_result, save_result
 from autograder.grading.validate import read_submitted
+from autograder.nbgrader_setup import CODE_STUB
 
 
 def gid(cell) -> str | None:
@@ -51,7 +52,7 @@ def test_rebuild_restores_deleted_tests_and_stubs_missing_answers():
     student.cells = [c for c in student.cells if gid(c) not in ("mini_detect_format", "mini_answer_convert")]
     nb, report = rebuild(source, student)
     assert by_gid(nb)["mini_detect_format"].source == by_gid(source)["mini_detect_format"].source
-    assert by_gid(nb)["mini_answer_convert"].source == "raise NotImplementedError()"
+    assert by_gid(nb)["mini_answer_convert"].source == CODE_STUB
     assert report.answers_missing == ["mini_answer_convert"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import matplotlib
 import numpy as np
@@ -141,12 +142,108 @@ def test_plots_return_figures_without_ticks() -> None:
     image_axes = [ax for ax in fig.axes if ax.images]
     assert len(image_axes) == 3 and all(len(ax.patches) == 1 for ax in image_axes)
     assert len(fig.axes) == 3 + 1  # min(ncols, n) columns, plus the colour bar
-    fig = plots.compare_heatmaps(sample.images, {"CAM": maps, "saliency": maps**2}, titles=titles)
-    assert len(fig.axes) == 9
-    assert all(not ax.get_xticks().size and not ax.get_yticks().size for ax in fig.axes)
-    assert [fig.axes[i].get_ylabel() for i in (0, 3, 6)] == ["image", "CAM", "saliency"]
+    # House style: the image under a map whose opacity follows the heat, one labelled colour bar.
+    for ax in image_axes:
+        photo, heat = ax.images
+        assert photo.get_array().shape == (48, 48, 3) and np.ndim(heat.get_alpha()) == 2
+        # opacity follows the heat: cold pixels leave the image (nearly) untouched
+        assert np.allclose(heat.get_alpha(), plots.HEAT_ALPHA * np.asarray(heat.get_array()))
+    assert fig.axes[-1].get_ylabel() == plots.DEFAULT_HEAT_LABEL
+    fig = plots.compare_heatmaps(
+        sample.images, {"CAM": maps, "saliency": maps**2}, titles=titles, boxes=sample.boxes, label="saliency"
+    )
+    panels, bar = fig.axes[:9], fig.axes[9]
+    assert len(fig.axes) == 10 and bar.get_ylabel() == "saliency"
+    assert all(not ax.get_xticks().size and not ax.get_yticks().size for ax in panels)
+    assert [panels[i].get_ylabel() for i in (0, 3, 6)] == ["image", "CAM", "saliency"]
+    assert all(len(ax.patches) == 1 for ax in panels)
     with pytest.raises(ValueError):
         plots.show_heatmaps(sample.images, maps[:2])
     with pytest.raises(ValueError):
         plots.show_images(sample.images, titles=["one"])
     plt.close("all")
+
+
+def test_prediction_title_and_example_picks() -> None:
+    from cnnvis import plots
+
+    names = ("cat", "dog")
+    assert plots.prediction_title(names, 0, 0, 0.91) == "true cat\npredicted cat (p = 0.91)"
+    assert plots.prediction_title(names, 0, 1, 0.6).startswith("WRONG: true cat")
+    # The first test images are all cats and there is one mistake: both classes and the mistake are shown.
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 0])
+    predicted = np.array([0, 0, 0, 0, 1, 0, 1, 0])
+    correct, wrong = plots.pick_correct_and_wrong(labels, predicted, 3, 3)
+    assert set(labels[correct]) == {0, 1} and np.all(labels[correct] == predicted[correct])
+    assert wrong.tolist() == [5]
+    correct, wrong = plots.pick_correct_and_wrong(labels, labels, 4, 3)
+    assert len(correct) == 4 and sorted(labels[correct].tolist()) == [0, 0, 1, 1] and wrong.size == 0
+
+
+def test_peak_in_box_is_the_pointing_game() -> None:
+    from cnnvis.images import peak_in_box
+
+    maps = np.zeros((3, 10, 10), dtype=np.float32)
+    maps[0, 2, 3] = 1.0  # inside (y 1..4, x 2..5)
+    maps[1, 8, 8] = 1.0  # outside
+    boxes = np.array([[1, 2, 5, 6]] * 3)
+    assert peak_in_box(maps, boxes).tolist() == [True, False, False]  # a flat map points nowhere
+
+
+def test_c_level_stderr_is_filtered_only_of_tensorflow_noise(capfd) -> None:
+    from cnnvis.quiet import c_stderr_filtered
+
+    with c_stderr_filtered():
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+        os.write(2, b"E0000 00:00:1796118946.922278   28702 cuda_platform.cc:52] failed call to cuInit: (303)\n")
+        os.write(2, b"a real problem\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "a real problem\nafter\n"
+
+
+def test_fit_above_frozen_trains_only_the_top_of_the_model() -> None:
+    import keras
+
+    from cnnvis.models import fit_above_frozen, model_above
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="frozen_conv")(inputs)
+    x = keras.layers.MaxPooling2D(name="cut")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="top_conv")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    for layer in model.layers[:3]:
+        layer.trainable = False
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert [layer.name for layer in model_above(model, "cut").layers[1:]] == [layer.name for layer in model.layers[3:]]
+    frozen, top = model.get_layer("frozen_conv").get_weights()[0].copy(), model.get_layer("top_conv").get_weights()[0]
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((8, 8, 8, 3), dtype=np.float32), np.arange(8) % 2
+    history = fit_above_frozen(model, images, labels, "cut", epochs=3, batch_size=4, learning_rate=1e-2)
+    assert len(history.history["loss"]) == 3
+    assert np.array_equal(model.get_layer("frozen_conv").get_weights()[0], frozen)
+    assert not np.allclose(model.get_layer("top_conv").get_weights()[0], top)  # the model's own layers learned
+    model.get_layer("frozen_conv").trainable = True  # features computed once would go stale
+    with pytest.raises(ValueError, match="must be frozen"):
+        fit_above_frozen(model, images, labels, "cut", epochs=1)
+
+
+def test_missing_answer_names_say_what_they_wait_for(capsys) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from cnnvis.answers import explain_missing_names
+
+    assert explain_missing_names({"model": "x"}) is False  # outside IPython: nothing to install
+    shell = InteractiveShell.instance()
+    try:
+        assert explain_missing_names({"model": "`build_model` (section 2)"})
+        result = shell.run_cell("model.summary()")
+        out = capsys.readouterr().out
+        assert isinstance(result.error_in_exec, NameError)
+        assert "`model` does not exist yet: it is made by `build_model` (section 2)" in out
+        assert "Traceback" not in out and "most recent call" not in out
+        shell.run_cell("other_name + 1")  # names the notebook did not declare keep their usual traceback
+        assert "name 'other_name' is not defined" in capsys.readouterr().out
+    finally:
+        InteractiveShell.clear_instance()
