@@ -127,7 +127,9 @@ def fit_above_frozen(
     dense = model.layers[-1]
     if head_epochs > 0:
         # A layer called on several graphs has no single `.input`: rebuild the path up to the head instead.
-        head_inputs = model_above(model, frozen_through, drop_last=1).predict(features, batch_size=batch_size, verbose=0)
+        head_inputs = model_above(model, frozen_through, drop_last=1).predict(
+            features, batch_size=batch_size, verbose=0
+        )
         pooled = keras.Input(shape=head_inputs.shape[1:])
         head = keras.Model(pooled, dense(pooled))
         head.compile(optimizer=keras.optimizers.Adam(head_learning_rate), loss=model.loss)

@@ -21,16 +21,18 @@ no-op, so hidden cells never get in the way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 PROBES_ENV = "CNNVIS_PROBES_DIR"
+ZERO_HEAD = "__zero_head__"  # a probe key: run this call with the recorded model's last Dense kernel zeroed
 EVIDENCE_ENV = "CNNVIS_EVIDENCE_DIR"
 FORMAT_VERSION = 1
 
@@ -185,6 +187,37 @@ def record(grade_id: str, **values: Any) -> None:
     write_bundle(_evidence_folder(grade_id), {"values": values, "calls": []})
 
 
+def _last_dense(model: Any) -> Any:
+    """The last Dense layer in execution order, looking inside nested sub-models; None without one."""
+    for layer in reversed(getattr(model, "layers", [])):
+        if any(c.__name__ == "Dense" for c in type(layer).__mro__):
+            return layer
+        if hasattr(layer, "layers"):
+            found = _last_dense(layer)
+            if found is not None:
+                return found
+    return None
+
+
+@contextlib.contextmanager
+def zeroed_head(model: Any) -> Iterator[None]:
+    """MODEL's last Dense kernel set to zeros for the duration, restored afterwards whatever happens.
+
+    Every class score is then a constant, so every CAM, saliency and Grad-CAM map of any image is
+    flat by construction: the probe that shows a normalisation without an epsilon (0 / 0 = NaN).
+    """
+    dense = _last_dense(model)
+    if dense is None:
+        yield
+        return
+    saved = np.array(dense.kernel.numpy())
+    dense.kernel.assign(np.zeros_like(saved))
+    try:
+        yield
+    finally:
+        dense.kernel.assign(saved)
+
+
 def record_calls(
     grade_id: str,
     fn: Callable[..., Any] | Mapping[str, Callable[..., Any]],
@@ -195,9 +228,11 @@ def record_calls(
 
     FN is one function called as fn(**call), or a mapping of names to functions; then each probe
     call names its function under the key "function". VALUES are recorded alongside (for example
-    the model the heatmaps were computed on). If any call raised, the first error is raised again
-    after recording so the notebook shows it, unless RAISE_ERRORS is False: for functions that
-    must raise on some probes (the judge reads every recorded error either way).
+    the model the heatmaps were computed on). A call with the key ZERO_HEAD runs with the recorded
+    `model`'s last Dense kernel zeroed (see zeroed_head), restored before the model is saved.
+    If any call raised, the first error is raised again after recording so the notebook shows it,
+    unless RAISE_ERRORS is False: for functions that must raise on some probes (the judge reads
+    every recorded error either way).
     """
     if not grading():
         return
@@ -209,8 +244,10 @@ def record_calls(
         target = fn
         if isinstance(fn, Mapping):
             target = fn[kwargs.pop("function")]
+        head = zeroed_head(values.get("model")) if kwargs.pop(ZERO_HEAD, False) else contextlib.nullcontext()
         try:
-            out = target(**kwargs)
+            with head:
+                out = target(**kwargs)
             results.append({"ok": True, "value": out})
         except Exception as exc:  # the student's error is evidence, not a crash
             results.append({"ok": False, "error": type(exc).__name__, "message": str(exc)[:500]})

@@ -72,10 +72,11 @@ def vgg16_preprocess(images01: np.ndarray) -> np.ndarray:
     return np.asarray(vgg16.preprocess_input(images), dtype=np.float32)
 
 
-def model_above(model, layer_name: str):
+def model_above(model, layer_name: str, drop_last: int = 0):
     """The layers of MODEL after LAYER_NAME as a model of their own, on LAYER_NAME's output (weights shared).
 
-    Training it trains those layers of MODEL: they are the same layer objects.
+    Training it trains those layers of MODEL: they are the same layer objects. DROP_LAST leaves out
+    that many layers at the top (1: everything up to the last layer's input).
     """
     import keras
 
@@ -85,7 +86,7 @@ def model_above(model, layer_name: str):
     start = names.index(layer_name) + 1
     features = keras.Input(shape=tuple(model.get_layer(layer_name).output.shape[1:]), name=f"{layer_name}_features")
     outputs = features
-    for layer in model.layers[start:]:
+    for layer in model.layers[start : len(model.layers) - drop_last]:
         outputs = layer(outputs)
     return keras.Model(features, outputs, name=f"above_{layer_name}")
 
@@ -125,9 +126,8 @@ def fit_above_frozen(
     top = model_above(model, frozen_through)
     dense = model.layers[-1]
     if head_epochs > 0:
-        head_inputs = keras.Model(top.inputs[0], top.layers[-1].input).predict(
-            features, batch_size=batch_size, verbose=0
-        )
+        # A layer called on several graphs has no single `.input`: rebuild the path up to the head instead.
+        head_inputs = model_above(model, frozen_through, drop_last=1).predict(features, batch_size=batch_size, verbose=0)
         pooled = keras.Input(shape=head_inputs.shape[1:])
         head = keras.Model(pooled, dense(pooled))
         head.compile(optimizer=keras.optimizers.Adam(head_learning_rate), loss=model.loss)
