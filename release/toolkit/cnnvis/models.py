@@ -72,11 +72,10 @@ def vgg16_preprocess(images01: np.ndarray) -> np.ndarray:
     return np.asarray(vgg16.preprocess_input(images), dtype=np.float32)
 
 
-def model_above(model, layer_name: str, drop_last: int = 0):
+def model_above(model, layer_name: str):
     """The layers of MODEL after LAYER_NAME as a model of their own, on LAYER_NAME's output (weights shared).
 
-    Training it trains those layers of MODEL: they are the same layer objects. DROP_LAST leaves out
-    that many layers at the top (1: everything up to the last layer's input).
+    Training it trains those layers of MODEL: they are the same layer objects.
     """
     import keras
 
@@ -86,7 +85,7 @@ def model_above(model, layer_name: str, drop_last: int = 0):
     start = names.index(layer_name) + 1
     features = keras.Input(shape=tuple(model.get_layer(layer_name).output.shape[1:]), name=f"{layer_name}_features")
     outputs = features
-    for layer in model.layers[start : len(model.layers) - drop_last]:
+    for layer in model.layers[start:]:
         outputs = layer(outputs)
     return keras.Model(features, outputs, name=f"above_{layer_name}")
 
@@ -98,43 +97,34 @@ def fit_above_frozen(
     frozen_through: str,
     epochs: int,
     batch_size: int = 16,
-    learning_rate: float = 1e-4,
-    head_epochs: int = 100,
-    head_learning_rate: float = 1e-2,
+    learning_rate: float = 1e-3,
     seed: int = 0,
 ):
     """Fine-tune the trainable top of MODEL on features of its frozen base computed once; return the history.
 
     Layers up to FROZEN_THROUGH never change, so their output for a given image never changes either:
     computing it once and training only the layers above on it gives the same updates as fitting the
-    whole model (no augmentation, no dropout or batch norm below the cut), at a fraction of the cost.
-    Two steps, the usual transfer-learning recipe: first the last (Dense) layer alone, HEAD_EPOCHS epochs
-    on the features it sees (computed once too, so this costs next to nothing), then everything above
-    the cut for EPOCHS epochs with a small learning rate that warms up over the first tenth of the steps
-    and decays to zero along a cosine (a randomly initialised head would otherwise send large, noisy
-    gradients into the layers below it). The loss is MODEL's own (compile it first).
+    whole model (no augmentation, no dropout or batch norm below the cut), at a fraction of the cost, since
+    every epoch after the first skips the frozen blocks' forward pass. The learning rate warms up over the
+    first tenth of the steps, then follows a cosine decay to zero: large steps early on, small ones at the
+    end, so a short run settles instead of jumping around. The loss and metrics are MODEL's own (compile
+    it first).
     """
     import keras
 
-    names = [layer.name for layer in model.layers]
-    if not all(not layer.trainable for layer in model.layers[: names.index(frozen_through) + 1]):
+    if not all(
+        not layer.trainable for layer in model.layers[: [x.name for x in model.layers].index(frozen_through) + 1]
+    ):
         raise ValueError(f"the layers up to {frozen_through!r} must be frozen (trainable=False)")
-    keras.utils.set_random_seed(seed)  # shuffling orders
-    labels = np.asarray(labels)
     base = keras.Model(model.inputs[0], model.get_layer(frozen_through).output)
     features = base.predict(np.asarray(images, dtype=np.float32), batch_size=batch_size, verbose=0)
     top = model_above(model, frozen_through)
-    dense = model.layers[-1]
-    if head_epochs > 0:
-        # A layer called on several graphs has no single `.input`: rebuild the path up to the head instead.
-        head_inputs = model_above(model, frozen_through, drop_last=1).predict(features, batch_size=batch_size, verbose=0)
-        pooled = keras.Input(shape=head_inputs.shape[1:])
-        head = keras.Model(pooled, dense(pooled))
-        head.compile(optimizer=keras.optimizers.Adam(head_learning_rate), loss=model.loss)
-        head.fit(head_inputs, labels, batch_size=int(batch_size), epochs=int(head_epochs), verbose=0, shuffle=True)
     steps = max(1, int(epochs) * -(-len(features) // int(batch_size)))
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, decay_steps=steps, warmup_target=float(learning_rate), warmup_steps=max(1, steps // 10)
     )
     top.compile(optimizer=keras.optimizers.Adam(schedule), loss=model.loss, metrics=["accuracy"])
-    return top.fit(features, labels, batch_size=int(batch_size), epochs=int(epochs), verbose=0, shuffle=True)
+    keras.utils.set_random_seed(seed)  # the shuffling order
+    return top.fit(
+        features, np.asarray(labels), batch_size=int(batch_size), epochs=int(epochs), verbose=0, shuffle=True
+    )
