@@ -33,7 +33,7 @@ from typing import Any
 
 from autograder.course import COURSE_FILE, Assignment, Course
 from autograder.grading import gradebook
-from autograder.grading.backends.base import Backend, BackendUnavailable
+from autograder.grading.backends.base import Backend, BackendUnavailable, error_result
 from autograder.grading.feedback import PAGE_MODE
 from autograder.grading.judge import write_probes
 from autograder.grading.pipeline import Job
@@ -230,8 +230,11 @@ def grade_class(
                 gradebook.record(course_root, course, course.assignment(stored["assignment"]), stored)
 
     def on_result(job: Job, result: dict[str, Any]) -> None:
+        try:
+            _keep_files(course, job, result, feedback_dir / job.student_id / job.assignment_id)
+        except OSError as exc:  # the grader's own fault (a full disk, a path in the way): a row, not a crash
+            result = error_result(course, job, f"grader error: could not write its files: {exc}")
         _count_attempt(result, attempts.get((job.student_id, job.assignment_id), 0), course.grading.max_retries)
-        _keep_files(course, job, result, feedback_dir / job.student_id / job.assignment_id)
         save_result(result_path(work, job.student_id, job.assignment_id), result)
         if result["status"] != "missing":
             gradebook.record(course_root, course, course.assignment(job.assignment_id), result)
