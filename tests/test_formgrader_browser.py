@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import CHROMEDRIVER, CHROMIUM, headless_chromium
 from nbgrader.api import Gradebook
 
 from autograder.cli import after_grading
@@ -31,7 +32,7 @@ from autograder.grading.batch import grade_class
 from autograder.grading.store import load_result, result_path
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
 STUDENT, ASSIGNMENT = "student_complete", "review"
 PARTIAL = "student_partial"  # loses review_losses (examples/mistakes/review.yml: no_batch_mean)
 
@@ -112,26 +113,7 @@ def server(graded):
 
 @pytest.fixture
 def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,900",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver = headless_chromium(tmp_path / "chromium")
     yield driver
     driver.quit()
 

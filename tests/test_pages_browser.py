@@ -18,7 +18,6 @@ import io
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from browser import CHROMEDRIVER, CHROMIUM, headless_chromium
 from hostile.minicourse import FORMAT_SOLUTION, write_mini_course
 from hostile.minicourse import student_notebook as honest_notebook
 from nbconvert import HTMLExporter
@@ -41,7 +41,6 @@ from autograder.course import load_course
 from autograder.grading import gradebook
 from autograder.grading.batch import grade_class
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 if not (CHROMIUM and CHROMEDRIVER):
     if os.environ.get("CI"):
         raise RuntimeError("chromium and chromium-driver are required in CI")
@@ -300,27 +299,8 @@ def server(graded):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    options.set_capability("unhandledPromptBehavior", "ignore")  # a dialog stays open for us to see
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,900",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    # a dialog stays open for us to see
+    driver = headless_chromium(tmp_path_factory.mktemp("chromium"), {"unhandledPromptBehavior": "ignore"})
     yield driver
     driver.quit()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,12 +18,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from browser import CHROMEDRIVER, CHROMIUM, headless_chromium
 from conftest import COURSE_BIN
 from hostile.minicourse import CONVERT_SOLUTION, FORMAT_WRONG, student_notebook, write_mini_course
 
 from autograder.report import diagnoses, first_sentence, report_path
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 HOSTILE_ID = "<img src=x onerror=alert(1)>&eve"
 CONVERT_WRONG = CONVERT_SOLUTION.replace("np.argmax", "np.argmin")
 ROSTER = (
@@ -123,18 +122,10 @@ def test_student_strings_are_escaped(graded):
 
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs chromium and chromium-driver")
 def test_report_in_headless_chromium(graded, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     _, out, _ = graded
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--no-first-run", "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium(tmp_path / "chromium", {"goog:loggingPrefs": {"browser": "ALL"}})
     try:
         driver.get(report_path(out).as_uri())
         images = driver.find_elements(By.TAG_NAME, "img")
