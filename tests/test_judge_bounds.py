@@ -286,17 +286,21 @@ def course_with_judge(tmp_path: Path, **changes: Any) -> Course:
 
 
 def test_a_part_over_the_time_limit_scores_0_and_the_rest_is_judged(tmp_path, monkeypatch):
-    course = course_with_judge(tmp_path, judge={"timeout": 1})  # importing TensorFlow alone takes longer
+    # A model this course admits (its cost limit raised) whose forward pass takes the judge many
+    # seconds: the saliency part's reference maps are computed on it, past the 1 s limit.
+    course = course_with_judge(tmp_path, judge={"timeout": 1, "cost_factor": 1000})
     monkeypatch.setenv(evidence.PROBES_ENV, str(tmp_path / "probes"))
     monkeypatch.setenv(evidence.EVIDENCE_ENV, str(tmp_path / "evidence"))
-    write_bundle(tmp_path / "probes" / "lab1_model", [], name="calls")
-    evidence.record("lab1_model", model=keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten()]))
-    assignment, nb = _notebook(course, "lab1_cam_fashion_mnist")
+    assignment, nb = _notebook(course, "lab3_saliency")
     write_probes(course, assignment, nb, tmp_path / "probes")
-    verdicts, stats, seconds = judge(course, "lab1_cam_fashion_mnist", tmp_path)
-    assert verdicts["lab1_model"].score == 0
-    assert "took longer than 1 s, the judge's limit for one part" in verdicts["lab1_model"].message
-    assert all(v.message == NO_EVIDENCE for gid, v in verdicts.items() if gid != "lab1_model")
+    model = _few_weights_huge_forward()
+    evidence.record_calls(
+        "lab3_saliency", lambda images, class_index: np.zeros(np.shape(images)[:3], np.float32), model=model
+    )
+    verdicts, stats, seconds = judge(course, "lab3_saliency", tmp_path)
+    assert verdicts["lab3_saliency"].score == 0
+    assert "took longer than 1 s, the judge's limit for one part" in verdicts["lab3_saliency"].message
+    assert all(v.message == NO_EVIDENCE for gid, v in verdicts.items() if gid != "lab3_saliency")
     assert seconds < 15
 
 

@@ -209,6 +209,7 @@ def execute_notebook(nb: nbformat.NotebookNode, plan: SandboxPlan, kernel_log: P
                         client.execute_cell(nb.cells[index], index, execution_count=ran + 1)
                         ran += 1
                     except CellTimeoutError:
+                        nb.cells[index].execution_count = ran + 1  # not left to the race with its iopub
                         status = "timeout"
                         message = (
                             f"Cell {index + 1} ran longer than {client.timeout} s and was stopped; "
@@ -219,6 +220,9 @@ def execute_notebook(nb: nbformat.NotebookNode, plan: SandboxPlan, kernel_log: P
                         )
                         break
                     except DeadKernelError:
+                        # the cell did start: its prompt number must not depend on whether the kernel's
+                        # execute_input message was read before its death was noticed
+                        nb.cells[index].execution_count = ran + 1
                         status = "kernel died"
                         message = (
                             f"The kernel died while running cell {index + 1} (it called os._exit, crashed, or ran "

@@ -12,7 +12,8 @@ A child that dies before it is ready is the grader's fault and raises (a `grader
 
 The child comes from a fork server, never a plain fork: the worker may have loaded TensorFlow,
 whose threads do not survive fork. The fork server is started once per worker process, with the
-judge's modules (not TensorFlow) preloaded, so a child starts in milliseconds.
+judge's modules and TensorFlow imported but never run (judge_preload.py), so a child starts in
+milliseconds and does not pay TensorFlow's import for each notebook.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from autograder.course import Assignment, Course, Notebook
 from autograder.grading.judge import Verdict, judge_parts, memory_stop
 
 _CONTEXT: Any = None
-_NO_TF_CHECKS = ["autograder.checks.models", "autograder.checks.heatmaps"]  # they import TensorFlow only when used
+_PRELOAD = [
+    __name__,
+    "autograder.grading.judge_preload",  # TensorFlow and Keras, imported but never run
+]
 _OUT_OF_MEMORY = {-signal.SIGKILL, -signal.SIGABRT, -signal.SIGSEGV, -signal.SIGBUS}
 
 
@@ -37,9 +41,20 @@ def _context() -> Any:
     global _CONTEXT
     if _CONTEXT is None:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__, "autograder.checks.labels", "autograder.checks.files", *_NO_TF_CHECKS])
+        ctx.set_forkserver_preload(_PRELOAD)
         _CONTEXT = ctx
     return _CONTEXT
+
+
+def start_fork_server() -> None:
+    """Start the judge's fork server now (it returns at once): its imports then overlap the first kernel.
+
+    Call it in a grading worker, never in a process that forks workers afterwards: a fork server
+    belongs to the process that started it."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
 
 
 def _status_mib(pid: int | str, field: str) -> float | None:

@@ -77,6 +77,20 @@ def run_trial(
     return nb, explain_missing(judged, cell_errors(nb, course.grading.judge.max_string_chars))
 
 
+def cell_seconds(nb: nbformat.NotebookNode) -> list[tuple[float, int]]:
+    """(seconds, index) of each executed code cell, slowest first, from nbclient's timing metadata."""
+    from datetime import datetime
+
+    found = []
+    for i, cell in enumerate(nb.cells):
+        timing = cell.get("metadata", {}).get("execution", {})
+        start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if start and end:
+            elapsed = datetime.fromisoformat(end.rstrip("Z")) - datetime.fromisoformat(start.rstrip("Z"))
+            found.append((elapsed.total_seconds(), i))
+    return sorted(found, reverse=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("notebook", type=Path)
@@ -95,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"cell {i}: {out['ename']}: {out['evalue']}")
             if out.get("output_type") == "stream" and out.get("name") == "stderr":
                 print(f"cell {i}: stderr: {out['text'][:300]!r}")
+    print("slowest cells: " + ", ".join(f"cell {i} {sec:.1f} s" for sec, i in cell_seconds(nb)[:6]))
     total = sum(v.score for v in verdicts)
     for v in verdicts:
         print(f"{v.grade_id:24s} {v.score:g}/{v.max_score:g}  {v.message}")

@@ -79,6 +79,7 @@ class _Grader:
     """An admitted worker's grading state."""
 
     def __init__(self, root: Path, bwrap: str | None, threads: int):
+        from autograder.grading.judge_child import start_fork_server
         from autograder.grading.kernel_cache import build_kernel_cache
         from autograder.grading.pipeline import warm_up
 
@@ -96,6 +97,7 @@ class _Grader:
                 self.uids.put(None)
         self.probes_lock = threading.Lock()
         warm_up()
+        start_fork_server()
 
     def probes(self, packed: dict) -> Path:
         """The assignment's probes, written once per worker (read-only to kernels)."""

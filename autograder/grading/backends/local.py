@@ -22,6 +22,7 @@ from typing import Any
 
 from autograder.course import Course
 from autograder.grading.backends.base import error_result
+from autograder.grading.judge_child import start_fork_server
 from autograder.grading.kernel_cache import build_kernel_cache
 from autograder.grading.pipeline import Job, WorkerConfig, grade_submission, warm_up
 from autograder.grading.sandbox import UID_BASE
@@ -55,6 +56,7 @@ def _init_worker(cfg: _PoolConfig, slots: Any, ready: Any, abort: Any) -> None:
     _log_stderr(cfg.logs / f"worker-{slot}.log")
     uid = UID_BASE + slot if (cfg.bwrap and os.geteuid() == 0) else None
     warm_up()
+    start_fork_server()
     if not ready.wait(READY_TIMEOUT) or abort.is_set():
         raise RuntimeError("the grading set-up did not finish; nothing was graded")
     _WORKER = WorkerConfig(course=cfg.course, bwrap=cfg.bwrap, uid=uid, cache=cfg.cache)

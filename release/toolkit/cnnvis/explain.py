@@ -5,8 +5,10 @@ Labs 1-4 ask you to write these yourself; Lab 5 measures them, so it needs versi
 Dense layer), including copies whose layers have been re-initialised. The conventions are the
 course's (docs/authoring.md): the class score is the last Dense layer's logit, maps are resized
 with bilinear tf.image.resize to the input size and min-max normalised per image with an epsilon,
-so a flat map becomes zeros. Every function takes a batch (B, H, W, C) and one class index and
-returns float32 numpy maps (B, H, W), equal to the maps of the images one at a time.
+so a flat map becomes zeros. Every function takes a batch (B, H, W, C) and either one class index
+for the whole batch or one per image (an int array (B,), e.g. the true labels), and returns float32
+numpy maps (B, H, W), equal to the maps of the images one at a time: one call serves a whole batch
+of mixed classes, with no loop over classes.
 
 The models are run layer by layer in eager mode: nothing is compiled per model, so calling these
 on a fresh randomised copy costs no retracing.
@@ -47,11 +49,32 @@ def _forward(model, images, layer_name: str | None):
     return activations, logits, dense
 
 
-def _score(logits, dense, class_index: int):
-    """The class score: the logit of CLASS_INDEX (for a single sigmoid unit, z for class 1 and -z for class 0)."""
+def _classes(class_index, batch_size: int) -> np.ndarray:
+    """CLASS_INDEX (an int, or one per image) as an int array (B,)."""
+    classes = np.asarray(class_index)
+    if classes.ndim == 0:
+        return np.full(batch_size, int(classes), dtype=np.int64)
+    if classes.shape != (batch_size,) or not np.issubdtype(classes.dtype, np.integer):
+        raise ValueError(f"class_index must be an int or {batch_size} ints (one per image), got shape {classes.shape}")
+    return classes.astype(np.int64)
+
+
+def _direction(dense, classes: np.ndarray):
+    """(units_in, B): the Dense weights of each image's class score (a single sigmoid unit: +w for 1, -w for 0)."""
+    import tensorflow as tf
+
     if int(dense.units) == 1:
-        return logits[:, 0] * (1.0 if class_index == 1 else -1.0)
-    return logits[:, class_index]
+        return dense.kernel[:, :1] * tf.constant(np.where(classes == 1, 1.0, -1.0)[None, :], dense.kernel.dtype)
+    return tf.gather(dense.kernel, classes, axis=1)
+
+
+def _score(logits, dense, classes: np.ndarray):
+    """Each image's class score: the logit of its class (a single sigmoid unit: z for class 1, -z for class 0)."""
+    import tensorflow as tf
+
+    if int(dense.units) == 1:
+        return logits[:, 0] * tf.constant(np.where(classes == 1, 1.0, -1.0), logits.dtype)
+    return tf.gather(logits, classes, axis=1, batch_dims=1)
 
 
 def normalize(maps, eps: float = EPS) -> np.ndarray:
@@ -81,40 +104,40 @@ def class_logits(model, images) -> np.ndarray:
     return _forward(model, _batch(images), None)[1].numpy()
 
 
-def cam(model, images, class_index: int, layer_name: str) -> np.ndarray:
+def cam(model, images, class_index, layer_name: str) -> np.ndarray:
     """Class Activation Map: sum_k A_k * W[k, c] on LAYER_NAME's output, resized, normalised."""
     import tensorflow as tf
 
     batch = _batch(images)
     activations, _, dense = _forward(model, batch, layer_name)
-    direction = (
-        dense.kernel[:, 0] * (1.0 if class_index == 1 else -1.0) if dense.units == 1 else dense.kernel[:, class_index]
-    )
-    maps = tf.einsum("bijk,k->bij", activations, direction)
+    direction = _direction(dense, _classes(class_index, batch.shape[0]))
+    maps = tf.einsum("bijk,kb->bij", activations, direction)
     return normalize(_resize(maps, batch.shape[1:3]))
 
 
-def saliency(model, images, class_index: int) -> np.ndarray:
+def saliency(model, images, class_index) -> np.ndarray:
     """Vanilla saliency: max over channels of |d logit_c / d x|, normalised."""
     import tensorflow as tf
 
     batch = _batch(images)
+    classes = _classes(class_index, batch.shape[0])
     with tf.GradientTape() as tape:
         tape.watch(batch)
         _, logits, dense = _forward(model, batch, None)
-        total = tf.reduce_sum(_score(logits, dense, class_index))
+        total = tf.reduce_sum(_score(logits, dense, classes))
     grads = tape.gradient(total, batch)
     return normalize(tf.reduce_max(tf.abs(grads), axis=-1))
 
 
-def grad_cam(model, images, class_index: int, layer_name: str) -> np.ndarray:
+def grad_cam(model, images, class_index, layer_name: str) -> np.ndarray:
     """Grad-CAM: relu(sum_k w_k A_k), w_k the spatial mean of d logit_c / d A_k, resized, normalised."""
     import tensorflow as tf
 
     batch = _batch(images)
+    classes = _classes(class_index, batch.shape[0])
     with tf.GradientTape() as tape:
         activations, logits, dense = _forward(model, batch, layer_name)
-        total = tf.reduce_sum(_score(logits, dense, class_index))
+        total = tf.reduce_sum(_score(logits, dense, classes))
     grads = tape.gradient(total, activations)
     weights = tf.reduce_mean(grads, axis=(1, 2))
     maps = tf.nn.relu(tf.einsum("bijk,bk->bij", activations, weights))
@@ -122,7 +145,8 @@ def grad_cam(model, images, class_index: int, layer_name: str) -> np.ndarray:
 
 
 def methods(layer_name: str) -> dict[str, Callable[..., np.ndarray]]:
-    """{"CAM", "saliency", "Grad-CAM"}: functions (model, images, class_index) -> maps, for LAYER_NAME."""
+    """{"CAM", "saliency", "Grad-CAM"}: functions (model, images, class_index) -> maps, for LAYER_NAME;
+    CLASS_INDEX is one int or one per image."""
     return {
         "CAM": lambda model, images, c: cam(model, images, c, layer_name),
         "saliency": saliency,
