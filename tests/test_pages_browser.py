@@ -305,9 +305,11 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-def visit(browser, listener, url: str, settle: float = 2.0) -> dict:
-    """Open URL; what fired: listener hits, dialogs, the page's flag."""
-    from selenium.common.exceptions import NoAlertPresentException, UnexpectedAlertPresentException
+def visit(browser, listener, url: str, settle: float = 2.0, load_timeout: float = 60, via: str | None = None) -> dict:
+    """Open URL; what fired: listener hits, dialogs, the page's flag. LOAD_TIMEOUT: how long to wait for the
+    page's load event (a page whose dialog stays open never fires it). VIA: a page to open first and follow
+    a link from, as a TA does (the Jupyter server refuses some views without a same-origin Referer)."""
+    from selenium.common.exceptions import NoAlertPresentException, TimeoutException, UnexpectedAlertPresentException
 
     del listener.hits[:]
     dialogs: list[str] = []
@@ -321,10 +323,19 @@ def visit(browser, listener, url: str, settle: float = 2.0) -> dict:
             except NoAlertPresentException:
                 return
 
+    if via is not None:
+        browser.get(via)
+        del listener.hits[:]
+    browser.set_page_load_timeout(load_timeout)
     try:
-        browser.get(url)
-    except UnexpectedAlertPresentException:
+        if via is None:
+            browser.get(url)
+        else:
+            browser.execute_script("window.location.href = arguments[0];", url)
+    except (UnexpectedAlertPresentException, TimeoutException):
         pass
+    finally:
+        browser.set_page_load_timeout(60)
     deadline = time.monotonic() + settle
     flag = None
     while time.monotonic() < deadline:
@@ -350,7 +361,7 @@ def test_control_page_would_see_the_payloads(graded, listener, browser, tmp_path
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(raw)
     page = tmp_path / "control.html"
     page.write_text(body)
-    fired = visit(browser, listener, page.as_uri(), settle=4.0)
+    fired = visit(browser, listener, page.as_uri(), settle=4.0, load_timeout=5)  # its open dialogs block the load
     # (the flag does not survive: a meta refresh among the payloads navigates the page away)
     assert len(fired["hits"]) >= 20 and len(fired["dialogs"]) >= 3, fired
 
@@ -397,3 +408,19 @@ def test_formgrader_submission_page_is_inert(graded, listener, server, browser, 
         assert "md-onerror" in browser.find_element("tag name", "body").text
     fired = visit(browser, listener, f"{url}/formgrader/manage_students", settle=2.0)
     assert fired == {"hits": [], "dialogs": [], "flag": None}
+
+
+@pytest.mark.parametrize("kind", ["submitted", "autograded"])
+def test_the_servers_own_html_view_of_the_course_root_is_inert(graded, listener, server, browser, kind):
+    """The Jupyter server formgrader runs in renders any notebook under the course root at /nbconvert/html/
+    (JupyterLab's "Export as HTML"), in the TA's origin and unsanitised: the notebooks there must be inert."""
+    _, _, report = graded
+    url, token = server
+    _login(browser, url, token)
+    path = f"{kind}/mallory/{ASSIGNMENT}/{NOTEBOOK}.ipynb"
+    assert (report.course_root / path).is_file()
+    fired = visit(
+        browser, listener, f"{url}/nbconvert/html/{path}?download=false", settle=4.0, via=f"{url}/formgrader/"
+    )
+    assert fired == {"hits": [], "dialogs": [], "flag": None}
+    assert "md-onerror" in browser.find_element("tag name", "body").text  # the payloads are there, as text

@@ -5,6 +5,10 @@ with the assignments' grade, solution and source cells) by running nbgrader's ow
 generate_assignment, so formgrader and `nbgrader export` work for TAs. `record` stores one
 graded submission: submitted/ and autograded/ notebooks, and each autograded part's auto_score
 from the judge's verdict. Manual scores a TA entered are never touched, so regrading keeps them.
+
+Both notebooks are inert (sanitize.py): the autograded one is made so by the worker, and the
+submitted one is cleaned here, because a Jupyter server started in the course root renders any
+notebook under it to HTML at /nbconvert/ in the TA's origin, script and all.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
 from autograder.course import Assignment, Course
+from autograder.grading.sanitize import clean_notebook
 from autograder.grading.store import write_atomic
 from autograder.nbgrader_setup import ensure_tools_on_path, write_course_root
 
@@ -66,6 +72,12 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def _inert_copy(src: Path, dest: Path) -> None:
+    """DEST: the student's notebook SRC (already validated by the worker) with every cell made inert."""
+    nb = nbformat.read(src, as_version=4)
+    write_atomic(dest, nbformat.writes(clean_notebook(nb)).encode("utf-8"), 0o640)  # as the feedback pages
+
+
 def record(root: Path, course: Course, assignment: Assignment, result: dict[str, Any]) -> None:
     """Write RESULT (a graded submission, see pipeline.grade_submission) into the gradebook."""
     student, aid = result["student_id"], assignment.id
@@ -75,7 +87,10 @@ def record(root: Path, course: Course, assignment: Assignment, result: dict[str,
             if src and Path(src).is_file():
                 dest = root / kind / student / aid / f"{nb['name']}.ipynb"
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dest)
+                if kind == "submitted":
+                    _inert_copy(Path(src), dest)
+                else:
+                    shutil.copyfile(src, dest)
     with warnings.catch_warnings(), Gradebook(db_url(root), course_id=course.id) as gb:
         warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notes inside nbgrader's add_submission
         gb.update_or_create_student(student)
