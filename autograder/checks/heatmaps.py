@@ -36,7 +36,6 @@ figure and every finding a short diagnosis code (see `Problems`).
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -352,7 +351,6 @@ class Judgement:
         self.values = [_as_maps(call.get("value")) if call.get("ok") else None for call in evidence.calls]
         self._cache: dict[tuple, ReferenceMaps] = {}
         self._variants: dict[str, Any] = {}
-        self._one_pass: dict[tuple[str, int, bool], dict[str, np.ndarray]] = {}
         self.findings: list[Finding] = []
 
     def say(self, rank: int, code: str, text: str) -> None:
@@ -634,26 +632,9 @@ class Judgement:
             self._variants[code] = _reference(self.check.method, self.model, self.layer, **options)
         return self._variants[code]
 
-    def one_pass(self, images: np.ndarray, class_index: int, upsample: bool) -> dict[str, np.ndarray]:
-        """Grad-CAM: the reference's and every mistake's maps from one forward pass, once per probe input."""
-        key = (hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest(), class_index, bool(upsample))
-        if key not in self._one_pass:
-            self._one_pass[key] = self.reference.variant_maps(images, class_index, upsample)
-        return self._one_pass[key]
-
     def method_variants(self, probe: Probe) -> list[tuple[str, str, Any]]:
         """(code, cause, maps function (images, upsample) -> normalised maps) for the reference and each mistake."""
         c = probe.class_index
-        if self.check.method == "gradcam":  # all from one forward pass (GradCAM.variant_maps)
-            out = [("", "", lambda imgs, up: self.one_pass(imgs, c, up)[""])]
-            for code, _options, cause in MISTAKES["gradcam"]:
-                out.append((code, cause, lambda imgs, up, code=code: self.one_pass(imgs, c, up)[code]))
-            for other in range(self.reference.score.num_classes):
-                if other != c:
-                    cause = OTHER_CLASS.format(other=other, wanted=c)
-                    pick = f"class:{other}"
-                    out.append(("other_class", cause, lambda imgs, up, pick=pick: self.one_pass(imgs, c, up)[pick]))
-            return out
         out: list[tuple[str, str, Any]] = [("", "", lambda imgs, up: self.reference(imgs, c, up))]
         for code, _options, cause in MISTAKES[self.check.method]:
             out.append((code, cause, lambda imgs, up, code=code: self.variant(code)(imgs, c, up)))

@@ -9,10 +9,9 @@ backward part is nearly free and the whole map costs about one forward pass.
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from autograder.reference.base import ClassScore, HeatmapMethod, Score, last_dense, normalize_maps, resize_maps
+from autograder.reference.base import HeatmapMethod, Score
 
 
 class GradCAM(HeatmapMethod):
@@ -30,39 +29,3 @@ class GradCAM(HeatmapMethod):
         if self.relu:
             maps = tf.nn.relu(maps)
         return maps
-
-    def variant_maps(self, images, class_index: int, upsample: bool = True) -> dict[str, np.ndarray]:
-        """Normalised maps of the reference ("") and of each usual mistake, from one forward pass.
-
-        Keys: "", "relu_missing", "score_loss", "score_probability" and "class:K" (the reference for
-        every other class K). The judge's diagnosis tries all of them on a few probe images; with one
-        HeatmapMethod per mistake each paid its own compile and forward pass through the whole network
-        (VGG16: about 30 s per diagnosed notebook). Here the forward pass runs once, eagerly, under a
-        persistent tape, and each score is differentiated back to the layer only through the head.
-        """
-        c = self.score.check_class(class_index)
-        batch = tf.convert_to_tensor(np.asarray(images, dtype=np.float32))
-        dense = last_dense(self.model)
-        scores = {kind: ClassScore(dense, kind) for kind in ("logit", "loss", "probability")}
-        wanted = {"": ("logit", c), "score_loss": ("loss", c), "score_probability": ("probability", c)}
-        wanted |= {f"class:{k}": ("logit", k) for k in range(self.score.num_classes) if k != c}
-        with tf.GradientTape(persistent=True) as tape:
-            activations, features = self._features(batch)
-            totals = {
-                key: tf.reduce_sum(scores[kind](features, tf.constant(k, tf.int32)))
-                for key, (kind, k) in wanted.items()
-            }
-        raw: dict[str, tf.Tensor] = {}
-        for key, total in totals.items():
-            weights = tf.reduce_mean(tape.gradient(total, activations), axis=(1, 2))
-            weighted = tf.einsum("bijk,bk->bij", activations, weights)
-            raw[key] = tf.nn.relu(weighted)
-            if key == "":
-                raw["relu_missing"] = weighted
-        del tape
-        out = {}
-        for key, maps in raw.items():
-            if upsample and tuple(maps.shape[1:3]) != self.input_size:
-                maps = resize_maps(maps, self.input_size)
-            out[key] = normalize_maps(maps).numpy()
-        return out
