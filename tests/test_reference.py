@@ -199,4 +199,3 @@ def test_gradcam_on_a_loaded_sequential(tmp_path):
     assert tuple(a.shape) == (2, 3, 3, 128) and tuple(feats.shape) == (2, 128)
     x = random_images(3, (28, 28, 1), seed=8)
     np.testing.assert_allclose(GradCAM(loaded, "conv2d_3")(x, 2), GradCAM(model, "conv2d_3")(x, 2), atol=1e-6)
-
