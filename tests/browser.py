@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+PAGE_LOAD_TIMEOUT = 60  # seconds a driver waits for a page's load event
 FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -36,5 +37,5 @@ def headless_chromium(profile: Path, capabilities: dict[str, Any] | None = None)
     for flag in (*FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver.set_page_load_timeout(PAGE_LOAD_TIMEOUT)
     return driver

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from browser import CHROMEDRIVER, CHROMIUM, headless_chromium
+from browser import CHROMEDRIVER, CHROMIUM, PAGE_LOAD_TIMEOUT, headless_chromium
 from hostile.minicourse import FORMAT_SOLUTION, write_mini_course
 from hostile.minicourse import student_notebook as honest_notebook
 from nbconvert import HTMLExporter
@@ -305,7 +305,9 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-def visit(browser, listener, url: str, settle: float = 2.0, load_timeout: float = 60, via: str | None = None) -> dict:
+def visit(
+    browser, listener, url: str, settle: float = 2.0, load_timeout: float = PAGE_LOAD_TIMEOUT, via: str | None = None
+) -> dict:
     """Open URL; what fired: listener hits, dialogs, the page's flag. LOAD_TIMEOUT: how long to wait for the
     page's load event (a page whose dialog stays open never fires it). VIA: a page to open first and follow
     a link from, as a TA does (the Jupyter server refuses some views without a same-origin Referer)."""
@@ -335,7 +337,7 @@ def visit(browser, listener, url: str, settle: float = 2.0, load_timeout: float 
     except (UnexpectedAlertPresentException, TimeoutException):
         pass
     finally:
-        browser.set_page_load_timeout(60)
+        browser.set_page_load_timeout(PAGE_LOAD_TIMEOUT)  # back to the driver's own
     deadline = time.monotonic() + settle
     flag = None
     while time.monotonic() < deadline:
