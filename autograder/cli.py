@@ -181,7 +181,16 @@ def grade_main(args) -> int:
     return 0
 
 
+def _skip_unused_slow_imports() -> None:
+    """jsonschema (imported by nbformat) imports rfc3987_syntax when it is installed (jupyter-events pulls
+    it in), and that builds a Lark grammar at import: about 1.7 s of every `course` command and of every
+    worker forked from it, for the "iri" format that no schema read here uses. Marked absent, it makes
+    jsonschema skip that format, as it does when the package is not installed."""
+    sys.modules.setdefault("rfc3987_syntax", None)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _skip_unused_slow_imports()
     ap = parser()
     args = ap.parse_args(argv)
     if not (args.course / "course.yml").is_file():

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import REPO
 from hostile.minicourse import CONVERT_SOLUTION, FORMAT_WRONG, source_notebook, student_notebook
 
+from autograder.course import load_course
 from autograder.grading.evidence_copy import EvidenceTooLarge, collect_evidence
 from autograder.grading.rebuild import rebuild
 from autograder.grading.store import finished, load_result, save_result
@@ -167,12 +169,13 @@ def test_workers_are_forked_only_from_a_single_threaded_process_without_tensorfl
     """fork is fast (workers inherit the loaded modules); TensorFlow's or any other threads rule it out."""
     from autograder.grading.backends import local as batch  # the local pool
 
-    monkeypatch.setattr(batch, "warm_up", lambda: None)
+    monkeypatch.setattr(batch, "warm_up", lambda course: None)
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     monkeypatch.setattr(threading, "active_count", lambda: 1)
-    assert batch._context().get_start_method() == "fork"
+    course = load_course(REPO)
+    assert batch._context(course).get_start_method() == "fork"
     monkeypatch.setattr(threading, "active_count", lambda: 2)
-    assert batch._context().get_start_method() == "forkserver"
+    assert batch._context(course).get_start_method() == "forkserver"
     monkeypatch.setattr(threading, "active_count", lambda: 1)
     monkeypatch.setitem(sys.modules, "tensorflow", object())
-    assert batch._context().get_start_method() == "forkserver"
+    assert batch._context(course).get_start_method() == "forkserver"

@@ -1,4 +1,5 @@
-"""The judge's wording when a graded cell recorded nothing: the cell's own error is passed on, the traceback is not."""
+"""The judge's wording when a graded cell recorded nothing (the cell's own error is passed on, the traceback is not),
+and what its fork server preloads."""
 
 from __future__ import annotations
 
@@ -53,3 +54,19 @@ def test_an_error_other_than_an_assertion_is_named_with_its_message():
     assert "stopped with NameError: name 'cam' is not defined before its hidden checks ran" in out[0].message
     bare = explain_missing([Verdict("lab1_cam", 0.0, 4.0, NO_EVIDENCE)], {"lab1_cam": "AssertionError: "})
     assert "the assertion has no message" in bare[0].message
+
+
+def test_tensorflow_is_preloaded_only_for_courses_whose_checks_need_it(tmp_path):
+    """The judge's fork server imports TensorFlow (seconds of CPU per worker) only when a check will use it."""
+    from conftest import REPO
+    from hostile.minicourse import write_mini_course
+
+    from autograder.checks import check_families, course_uses_tensorflow
+    from autograder.course import load_course
+
+    mini = load_course(write_mini_course(tmp_path / "mini"))
+    assert check_families(mini) == ["autograder.checks.labels"]
+    assert not course_uses_tensorflow(mini)
+    real = load_course(REPO)
+    assert course_uses_tensorflow(real)
+    assert "autograder.checks.heatmaps" in check_families(real)

@@ -177,7 +177,30 @@ def test_batch_equals_per_image_and_no_retracing(lab3):
     singles = np.concatenate([method(x[i : i + 1], 3) for i in range(5)])
     np.testing.assert_allclose(singles, batch, atol=1e-5)
     method(x[:2], 4)  # another batch size and class: same trace
-    assert method.compiled(True).experimental_get_tracing_count() == 1
+    assert method.raw_function(1).experimental_get_tracing_count() == 1
+
+
+def test_variants_and_classes_from_one_forward_pass_equal_separate_calls():
+    """The judge asks for the reference and every known mistake of every class in one call (one forward pass)."""
+    model = seed_cnn("lab1", seed=9)
+    x = random_images(3, (28, 28, 1), seed=9)
+    cases = [
+        (GradCAM(model, "conv2d_3"), [{"relu": False}, {"score": "loss"}, {"score": "probability", "relu": False}]),
+        (Saliency(model), [{"reduce": "sum"}, {"absolute": False}, {"score": "loss"}]),
+        (CAM(model, "conv2d_3"), [{"relu": True}]),
+    ]
+    for method, changes in cases:
+        variants = [method.options, *(method.variant(**c) for c in changes)]
+        together = method.raw(x, [0, 7, 3], variants)
+        assert together.shape[:3] == (len(variants), 3, 3)
+        for v, options in enumerate(variants):
+            alone = type(method)(model, **({"layer_name": "conv2d_3"} if method.layer_name else {}), **options)
+            for i, c in enumerate((0, 7, 3)):
+                np.testing.assert_allclose(together[v, i], alone.raw(x, [c])[0, 0], rtol=1e-5, atol=1e-6)
+        method.raw(x[:1], [5, 1, 2], variants)  # another batch size and other classes: same trace
+        assert method.raw_function(3, variants).experimental_get_tracing_count() == 1
+    with pytest.raises(TypeError, match="no option 'absolute'"):
+        GradCAM(model, "conv2d_3").variant(absolute=False)
 
 
 def test_flat_maps_become_zeros_not_nan():

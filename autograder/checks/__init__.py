@@ -62,6 +62,9 @@ class Problems(list):
 
 class Check:
     name: ClassVar[str]
+    # Whether judging loads a Keras model or runs TensorFlow: a worker whose course has no such check
+    # does not preload TensorFlow into its judge's fork server (about 5 s of CPU per worker start).
+    uses_tensorflow: ClassVar[bool] = True
 
     def probes(self, ctx: CheckContext) -> list[dict[str, Any]]:
         """Keyword-argument dicts for cnnvis.evidence.record_calls; [] when the part records only values."""
@@ -86,6 +89,23 @@ def load_all() -> None:
 
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")
+
+
+def course_uses_tensorflow(course: Course) -> bool:
+    """True when any autograded part of COURSE has a check that needs TensorFlow to judge."""
+    return any(
+        get_check(part.check).uses_tensorflow
+        for a in course.assignments
+        for nb in a.notebooks
+        for part in nb.parts
+        if not part.manual
+    )
+
+
+def check_families(course: Course) -> list[str]:
+    """The modules of the check families COURSE's autograded parts use, e.g. ["autograder.checks.labels"]."""
+    names = {part.check for a in course.assignments for nb in a.notebooks for part in nb.parts if not part.manual}
+    return sorted({f"{__name__}.{name.split('.', 1)[0]}" for name in names if name})
 
 
 def get_check(name: str) -> Check:

@@ -78,6 +78,7 @@ def expected_size(ctx: CheckContext) -> tuple[int, int]:
 @register
 class SavedImages(Check):
     name = "files.saved_images"
+    uses_tensorflow = False
 
     def probes(self, ctx: CheckContext) -> list[dict[str, Any]]:
         count = random.Random(ctx.seed).randint(3, 6)

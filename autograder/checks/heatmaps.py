@@ -332,6 +332,11 @@ class HeatmapCheck(Check):
         return Judgement(self, pset, evidence, model, spec.cam_layer, reference, ctx.course.grading.tolerance).run()
 
 
+def _images_of(probe: Probe) -> str:
+    """Which probe images a probe's maps come from: the constant image, or the batch (singles are its slices)."""
+    return "flat" if probe.role == "flat" else "batch"
+
+
 class Judgement:
     """One judge run: every applicable check on every usable result, findings sorted by how serious they are.
 
@@ -350,7 +355,7 @@ class Judgement:
         self.calls = evidence.calls
         self.values = [_as_maps(call.get("value")) if call.get("ok") else None for call in evidence.calls]
         self._cache: dict[tuple, ReferenceMaps] = {}
-        self._variants: dict[str, Any] = {}
+        self._tables: dict[tuple[str, bool], dict[tuple[str, int], np.ndarray]] = {}
         self.findings: list[Finding] = []
 
     def say(self, rank: int, code: str, text: str) -> None:
@@ -366,17 +371,36 @@ class Judgement:
         if probe.role == "zero_head":  # flat by construction: a constant class score has zero gradients
             shape = (1, *self.grid_or_input(probe.upsample))
             return ReferenceMaps(np.zeros(shape, np.float32), np.zeros(1), np.zeros(1))
-        key = ("flat" if probe.role == "flat" else "batch", probe.class_index, probe.upsample)
+        key = (_images_of(probe), probe.class_index, probe.upsample)
         if key not in self._cache:
-            images = self.pset.inputs(Probe("flat", 0) if probe.role == "flat" else Probe("batch", 0))
-            self._cache[key] = ReferenceMaps(
-                *self.reference.with_conditioning(images, probe.class_index, probe.upsample)
-            )
+            raw = self.table(key[0])[("", probe.class_index)]
+            self._cache[key] = ReferenceMaps(*self.reference.finish(raw, probe.upsample))
         ref = self._cache[key]
         if probe.role == "single":
             i = slice(probe.index, probe.index + 1)
             return ReferenceMaps(ref.maps[i], ref.spread[i], ref.scale[i])
         return ref
+
+    def table(self, images: str, everything: bool = False) -> dict[tuple[str, int], np.ndarray]:
+        """(code, class) -> raw maps of the probe IMAGES ("batch" or "flat") at the method's resolution.
+
+        From one forward pass of the recorded model: the reference ("") for the classes the probes use,
+        or with EVERYTHING (for a diagnosis) every known mistake of MISTAKES for every class as well.
+        """
+        if (images, True) in self._tables:
+            return self._tables[(images, True)]
+        if (images, everything) not in self._tables:
+            ref = self.reference
+            mistakes = MISTAKES[self.check.method] if everything else ()
+            codes = ["", *(code for code, _options, _cause in mistakes)]
+            variants = [ref.options, *(ref.variant(**options) for _code, options, _cause in mistakes)]
+            used = {p.class_index for p in self.pset.plan}
+            classes = list(range(ref.score.num_classes)) if everything else sorted(used)
+            raw = ref.raw(self.pset.inputs(Probe(images, classes[0])), classes, variants)
+            self._tables[(images, everything)] = {
+                (code, c): raw[v, i] for v, code in enumerate(codes) for i, c in enumerate(classes)
+            }
+        return self._tables[(images, everything)]
 
     def grid_or_input(self, upsample: bool) -> tuple[int, int]:
         if upsample or self.check.method == "saliency":
@@ -625,23 +649,13 @@ class Judgement:
 
     # -- diagnosis: recompute the usual variants on the recorded model, keep the one that matches
 
-    def variant(self, code: str):
-        """The reference with one known mistake (code from MISTAKES), built and compiled once per judge run."""
-        if code not in self._variants:
-            options = next(o for c, o, _m in MISTAKES[self.check.method] if c == code)
-            self._variants[code] = _reference(self.check.method, self.model, self.layer, **options)
-        return self._variants[code]
-
-    def method_variants(self, probe: Probe) -> list[tuple[str, str, Any]]:
-        """(code, cause, maps function (images, upsample) -> normalised maps) for the reference and each mistake."""
+    def method_variants(self, probe: Probe) -> list[tuple[str, str, int]]:
+        """(code, cause, class) of the reference, of each known mistake and of each other class."""
         c = probe.class_index
-        out: list[tuple[str, str, Any]] = [("", "", lambda imgs, up: self.reference(imgs, c, up))]
-        for code, _options, cause in MISTAKES[self.check.method]:
-            out.append((code, cause, lambda imgs, up, code=code: self.variant(code)(imgs, c, up)))
+        out = [("", "", c)] + [(code, cause, c) for code, _options, cause in MISTAKES[self.check.method]]
         for other in range(self.reference.score.num_classes):
             if other != c:
-                cause = OTHER_CLASS.format(other=other, wanted=c)
-                out.append(("other_class", cause, lambda imgs, up, other=other: self.reference(imgs, other, up)))
+                out.append(("other_class", OTHER_CLASS.format(other=other, wanted=c), other))
         return out
 
     def diagnose(self, k: int, method: str | None = None) -> Cause | None:
@@ -652,23 +666,26 @@ class Judgement:
         METHOD restricts the search to one method variant's code, to find only how it was resized.
         """
         probe = self.pset.plan[k]
-        images, keep = self.pset.inputs(probe), self.keep(k)
+        keep = self.keep(k)
         student = normalized(self.values[k])
         resized = probe.upsample and self.check.method != "saliency"
         size = tuple(self.pset.images.shape[1:3])
+        table = self.table(_images_of(probe), everything=True)
+        rows = slice(probe.index, probe.index + 1) if probe.role == "single" else slice(None)
         best, best_diff = None, DIAGNOSIS_TOLERANCE
-        for code, cause, compute in self.method_variants(probe):
+        for code, cause, c in self.method_variants(probe):
             if method is not None and code != method:
                 continue
+            raw = table[("" if code == "other_class" else code, c)][rows]
             if resized:
-                grid = compute(images, False)
+                grid = self.reference.finish(raw, False)[0]
                 options = [("", "", normalized(upsample(grid, size, "bilinear")))]
                 for how, text in UPSAMPLING.items():
                     maps = upsample(grid, size, how)
                     if maps is not None:
                         options.append((how, text, normalized(maps)))
             else:
-                options = [("", "", compute(images, probe.upsample))]
+                options = [("", "", self.reference.finish(raw, probe.upsample)[0])]
             candidates = [
                 (tuple(x for x in (code, how) if x), cause, how_text, maps) for how, how_text, maps in options
             ]

@@ -215,6 +215,7 @@ class DetectFormat(Check):
     """label_format(y) → 'integer' | 'one-hot' | 'multi-hot', ValueError for anything else."""
 
     name = "labels.detect_format"
+    uses_tensorflow = False
 
     def probes(self, ctx: CheckContext) -> list[dict[str, Any]]:
         arrays = _fixed_examples()
@@ -244,6 +245,7 @@ class Convert(Check):
     """to_one_hot(y, num_classes), to_integer(y_one_hot), to_multi_hot(label_sets, num_classes)."""
 
     name = "labels.convert"
+    uses_tensorflow = False
 
     def probes(self, ctx: CheckContext) -> list[dict[str, Any]]:
         calls: list[dict[str, Any]] = [
@@ -308,6 +310,7 @@ class ChooseHead(Check):
     """choose_head(task, label_format, num_classes) → {'units', 'activation', 'loss'} per course.yml."""
 
     name = "labels.choose_head"
+    uses_tensorflow = False
 
     def probes(self, ctx: CheckContext) -> list[dict[str, Any]]:
         formats = ctx.course.label_formats
@@ -360,6 +363,7 @@ class Losses(Check):
     """The three cross-entropies in numpy, batched, mean over the batch, clipped like Keras."""
 
     name = "labels.losses"
+    uses_tensorflow = False
     rtol, atol = 1e-4, 1e-5
 
     def probes(self, ctx: CheckContext) -> list[dict[str, Any]]:
@@ -414,6 +418,7 @@ class Pairing(Check):
     """check_pairing(y, loss_name, units): ValueError with a message for a mismatch, no error otherwise."""
 
     name = "labels.pairing"
+    uses_tensorflow = False
 
     def probes(self, ctx: CheckContext) -> list[dict[str, Any]]:
         calls: list[dict[str, Any]] = [

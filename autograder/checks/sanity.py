@@ -125,6 +125,7 @@ class PointingGameCheck(Check):
     """pointing_game(maps, boxes) -> (hits (B,) bool, chance (B,) float)."""
 
     name = "sanity.pointing_game"
+    uses_tensorflow = False
 
     def probes(self, ctx: CheckContext) -> list[dict[str, Any]]:
         batches = _fixed_pointing() + draw_examples(SS.pointing_batch(), 16, ctx.seed)
@@ -195,6 +196,7 @@ class DeletionCheck(Check):
     """perturb(images, maps, steps, baseline, mode), perturbation_curve on a linear classifier, curve_auc(curves)."""
 
     name = "sanity.deletion"
+    uses_tensorflow = False
 
     def probes(self, ctx: CheckContext) -> list[dict[str, Any]]:
         perturbs = draw_examples(SS.perturbation_inputs(), 12, ctx.seed)
@@ -356,6 +358,7 @@ class RandomisationCheck(Check):
     """randomised_copy(model, n_top, seed) judged on its weights; rank_correlation(maps_a, maps_b) -> (B,)."""
 
     name = "sanity.randomisation"
+    uses_tensorflow = False
 
     def probes(self, ctx: CheckContext) -> list[dict[str, Any]]:
         steps = [

@@ -30,30 +30,33 @@ from autograder.course import Assignment, Course, Notebook
 from autograder.grading.judge import Verdict, judge_parts, memory_stop
 
 _CONTEXT: Any = None
-_PRELOAD = [
-    __name__,
-    "autograder.grading.judge_preload",  # TensorFlow and Keras, imported but never run
-]
+_PRELOAD = [__name__]
+_PRELOAD_TENSORFLOW = "autograder.grading.judge_preload"  # TensorFlow and Keras, imported but never run
 _OUT_OF_MEMORY = {-signal.SIGKILL, -signal.SIGABRT, -signal.SIGSEGV, -signal.SIGBUS}
 
 
-def _context() -> Any:
+def _context(preload: list[str] | None = None) -> Any:
+    """The fork server's context; the first call decides what it preloads (default: everything)."""
     global _CONTEXT
     if _CONTEXT is None:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(_PRELOAD)
+        ctx.set_forkserver_preload(_PRELOAD + (preload if preload is not None else [_PRELOAD_TENSORFLOW]))
         _CONTEXT = ctx
     return _CONTEXT
 
 
-def start_fork_server() -> None:
+def start_fork_server(course: Course) -> None:
     """Start the judge's fork server now (it returns at once): its imports then overlap the first kernel.
 
+    TensorFlow (and every check) is preloaded only when some check of COURSE needs it; otherwise
+    only the course's check families are, so a label-only course's judge never imports TensorFlow.
     Call it in a grading worker, never in a process that forks workers afterwards: a fork server
     belongs to the process that started it."""
     from multiprocessing import forkserver
 
-    _context()
+    from autograder.checks import check_families, course_uses_tensorflow
+
+    _context([_PRELOAD_TENSORFLOW] if course_uses_tensorflow(course) else check_families(course))
     forkserver.ensure_running()
 
 

@@ -59,13 +59,25 @@ class WorkerConfig:
     cache: Path | None = None  # kernel_cache folder shared by the batch
 
 
+def warm_up(course: Course | None = None) -> None:
+    """Do once, before the first job, what it would otherwise pay for: the checks COURSE uses (every
+    check without a course: a label-only course never imports scipy's statistics), the feedback templates."""
+    from autograder.checks import check_families
+
+    _warm_up(tuple(check_families(course)) if course is not None else None)
+
+
 @functools.cache  # forked workers inherit the parent's warm-up and skip it
-def warm_up() -> None:
-    """Do once, before the first job, what it would otherwise pay for: the checks, the feedback templates."""
+def _warm_up(families: tuple[str, ...] | None) -> None:
+    import importlib
+
     from autograder.checks import load_all
     from autograder.grading.feedback import exporter
 
-    load_all()
+    if families is None:
+        load_all()
+    for family in families or ():
+        importlib.import_module(family)
     exporter().from_notebook_node(
         nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("*x*"), nbformat.v4.new_code_cell("x = 1")])
     )

@@ -7,7 +7,8 @@ The conventions are those of docs/authoring.md ("Heatmap conventions"):
 - maps are upsampled with bilinear `tf.image.resize` and then min-max normalised per image with
   max(range, eps) in the denominator, so a flat map becomes zeros instead of NaN;
 - everything is batched and compiled once per model: a method object builds its feature model
-  and its `tf.function` in the constructor and reuses them for every call.
+  in the constructor and compiles its maps function at the first call, then reuses both;
+- one forward pass serves every class and every option set asked for together (`raw`).
 
 Other score definitions ("probability", "loss") exist only so the judge can recognise the usual
 mistakes by reproducing them; they are not conventions.
@@ -15,8 +16,8 @@ mistakes by reproducing them; they are not conventions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
 import keras
 import numpy as np
@@ -190,28 +191,39 @@ class ClassScore:
 # ----------------------------------------------------------------------------- method base
 
 
+def _frozen(options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(options.items()))
+
+
 class HeatmapMethod:
     """A heatmap method bound to one model: build once, call on many batches.
 
-    Subclasses implement `_maps(images, class_index)` in TensorFlow ops; the base class adds the
-    upsampling and normalisation and compiles the whole once per value of `upsample`, with a
-    batch-size-agnostic signature, so neither a new batch size nor a new class index retraces.
+    Subclasses declare their options with defaults (`defaults`) and implement
+    `_maps(images, classes, variants)` in TensorFlow ops: the raw maps of every class for every
+    option set, from ONE forward pass, so the judge gets the reference and every known mistake for
+    the price of one (the layers below the map are where the cost is). `raw` compiles that once per
+    (number of classes, variants) with a batch-size-agnostic signature, so neither a new batch size
+    nor new class indices retrace; `finish` upsamples and normalises.
     """
 
+    defaults: ClassVar[dict[str, Any]] = {"score": "logit"}
     layer_name: str | None = None
 
-    def __init__(self, model: keras.Model, layer_name: str | None = None, score: Score = "logit"):
+    def __init__(self, model: keras.Model, layer_name: str | None = None, **options: Any):
         self.model = model
         self.layer_name = layer_name
+        self.options = self._with(self.defaults, options)
         self.features = feature_model(model, layer_name)
-        self.score = ClassScore(last_dense(model), score)
+        dense = last_dense(model)
+        self.score = ClassScore(dense, self.options.get("score", "logit"))
+        self.scores = {kind: ClassScore(dense, kind) for kind in ("logit", "probability", "loss")}
         shape = tuple(model.inputs[0].shape[1:])
         self.input_size = (int(shape[0]), int(shape[1]))
-        self._signature = [tf.TensorSpec((None, *shape), tf.float32), tf.TensorSpec((), tf.int32)]
-        self._compiled: dict[bool, Callable] = {}
+        self._image_spec = tf.TensorSpec((None, *shape), tf.float32)
+        self._raw: dict[tuple, Callable] = {}
 
-    def _maps(self, images: tf.Tensor, class_index: tf.Tensor) -> tf.Tensor:
-        """Raw (un-normalised) maps (B, h, w) at the method's own resolution."""
+    def _maps(self, images: tf.Tensor, classes: tf.Tensor, variants: list[dict[str, Any]]) -> list[list[tf.Tensor]]:
+        """Raw (un-normalised) maps [variant][class] -> (B, h, w) at the method's own resolution."""
         raise NotImplementedError
 
     def _features(self, images: tf.Tensor) -> list[tf.Tensor]:
@@ -219,30 +231,60 @@ class HeatmapMethod:
         out = self.features(images, training=False)
         return list(out) if isinstance(out, (list, tuple)) else [out]
 
-    def compiled(self, upsample: bool = True) -> Callable:
-        """The compiled (normalised maps, raw range, raw scale) function for one value of UPSAMPLE."""
-        if upsample not in self._compiled:
+    def _with(self, options: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(changes) - set(self.defaults))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no option {unknown[0]!r} (options: {sorted(self.defaults)})")
+        return {**options, **changes}
 
-            def run(images, class_index):
-                maps = self._maps(images, class_index)
-                if upsample and tuple(maps.shape[1:3]) != self.input_size:
-                    maps = resize_maps(maps, self.input_size)
-                axes = (1, 2)
-                spread = tf.reduce_max(maps, axis=axes) - tf.reduce_min(maps, axis=axes)
-                return normalize_maps(maps), spread, tf.reduce_max(tf.abs(maps), axis=axes)
+    def variant(self, **changes: Any) -> dict[str, Any]:
+        """This method's options with CHANGES (a known mistake's options, e.g. relu=False)."""
+        return self._with(self.options, changes)
 
-            self._compiled[upsample] = tf.function(run, input_signature=self._signature)
-        return self._compiled[upsample]
+    def raw_function(self, n_classes: int, variants: Sequence[Mapping[str, Any]] | None = None) -> Callable:
+        """The compiled (images, classes) -> (V, C, B, h, w) raw maps for N_CLASSES classes and VARIANTS."""
+        chosen = [dict(v) for v in (variants or [self.options])]
+        key = (int(n_classes), tuple(_frozen(v) for v in chosen))
+        if key not in self._raw:
 
-    def with_conditioning(self, images, class_index: int, upsample: bool = True) -> tuple[np.ndarray, ...]:
-        """(maps, spread, scale): normalised maps and, per image, the raw map's max - min and max |value|.
+            def run(images, classes):
+                return tf.stack([tf.stack(row) for row in self._maps(images, classes, chosen)])
+
+            signature = [self._image_spec, tf.TensorSpec((key[0],), tf.int32)]
+            self._raw[key] = tf.function(run, input_signature=signature)
+        return self._raw[key]
+
+    def raw(self, images, classes: Sequence[int], variants: Sequence[Mapping[str, Any]] | None = None) -> np.ndarray:
+        """Raw maps (V, C, B, h, w): every option set in VARIANTS (default: this method's own) for every class."""
+        checked = [self.score.check_class(c) for c in classes]
+        images = tf.convert_to_tensor(np.asarray(images, dtype=np.float32))
+        return self.raw_function(len(checked), variants)(images, tf.constant(checked, tf.int32)).numpy()
+
+    def finish(self, raw: np.ndarray, upsample: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(maps, spread, scale) of raw maps (B, h, w): normalised (upsampled to the input size first when
+        UPSAMPLE) and, per image, the raw map's max - min and max |value| at that resolution.
 
         A raw spread tiny against the scale means the normalised map is mostly rounding noise.
         """
-        c = self.score.check_class(class_index)
-        images = tf.convert_to_tensor(np.asarray(images, dtype=np.float32))
-        return tuple(t.numpy() for t in self.compiled(bool(upsample))(images, tf.constant(c, tf.int32)))
+        maps = tf.convert_to_tensor(np.asarray(raw, dtype=np.float32))
+        if upsample and tuple(maps.shape[1:3]) != self.input_size:
+            maps = resize_maps(maps, self.input_size)
+        spread = tf.reduce_max(maps, axis=(1, 2)) - tf.reduce_min(maps, axis=(1, 2))
+        return normalize_maps(maps).numpy(), spread.numpy(), tf.reduce_max(tf.abs(maps), axis=(1, 2)).numpy()
+
+    def with_conditioning(self, images, class_index: int, upsample: bool = True) -> tuple[np.ndarray, ...]:
+        """(maps, spread, scale) for one class: see `finish`."""
+        return self.finish(self.raw(images, [class_index])[0, 0], bool(upsample))
 
     def __call__(self, images, class_index: int, upsample: bool = True) -> np.ndarray:
         """Normalised maps (B, H, W) as float32 numpy, H, W the input size (or the conv grid without upsampling)."""
         return self.with_conditioning(images, class_index, upsample)[0]
+
+    def class_scores(self, features: tf.Tensor, classes: tf.Tensor, kinds: Sequence[str]) -> dict[tuple, tf.Tensor]:
+        """(kind, i) -> the summed score of classes[i] over the batch (images are independent in inference
+        mode, so the gradient of the sum is each image's own gradient)."""
+        return {
+            (kind, i): tf.reduce_sum(self.scores[kind](features, classes[i]))
+            for kind in kinds
+            for i in range(int(classes.shape[0]))
+        }

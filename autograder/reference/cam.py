@@ -2,10 +2,12 @@
 
 cam[b] = sum_k A[b, :, :, k] * W[k, c] on the CAM layer's output A, with W the last Dense kernel
 (sign-flipped for class 0 of a single sigmoid unit), upsampled, then normalised. One forward
-pass to A; no gradient. `relu=True` reproduces a common mistake for the judge.
+pass to A for every class; no gradient. `relu=True` reproduces a common mistake for the judge.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -14,11 +16,18 @@ from autograder.reference.base import HeatmapMethod
 
 
 class CAM(HeatmapMethod):
-    def __init__(self, model: keras.Model, layer_name: str, relu: bool = False):
-        super().__init__(model, layer_name)
-        self.relu = relu  # True only to reproduce a mistake: CAM has no ReLU
+    defaults = {"relu": False}  # relu=True only to reproduce a mistake: CAM has no ReLU
 
-    def _maps(self, images: tf.Tensor, class_index: tf.Tensor) -> tf.Tensor:
+    def __init__(self, model: keras.Model, layer_name: str, relu: bool = False):
+        super().__init__(model, layer_name, relu=relu)
+
+    def _maps(self, images: tf.Tensor, classes: tf.Tensor, variants: list[dict[str, Any]]) -> list[list[tf.Tensor]]:
         activations, _ = self._features(images)
-        maps = tf.einsum("bijk,k->bij", activations, self.score.direction(class_index))
-        return tf.nn.relu(maps) if self.relu else maps
+        out = []
+        for v in variants:
+            row = []
+            for i in range(int(classes.shape[0])):
+                maps = tf.einsum("bijk,k->bij", activations, self.score.direction(classes[i]))
+                row.append(tf.nn.relu(maps) if v["relu"] else maps)
+            out.append(row)
+        return out

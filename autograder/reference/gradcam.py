@@ -2,11 +2,14 @@
 
 The score is the class logit, never the loss (whose gradient points the other way). With a
 global-average-pooling + Dense head the gradient does not depend on A, so once compiled the
-backward part is nearly free and the whole map costs about one forward pass.
-`relu=False` and the non-logit scores reproduce common mistakes for the judge's diagnosis.
+backward part is nearly free and the whole map costs about one forward pass: every class and
+every variant asked for together share it. `relu=False` and the non-logit scores reproduce
+common mistakes for the judge's diagnosis.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -15,17 +18,23 @@ from autograder.reference.base import HeatmapMethod, Score
 
 
 class GradCAM(HeatmapMethod):
-    def __init__(self, model: keras.Model, layer_name: str, score: Score = "logit", relu: bool = True):
-        super().__init__(model, layer_name, score)
-        self.relu = relu
+    defaults = {"score": "logit", "relu": True}
 
-    def _maps(self, images: tf.Tensor, class_index: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
+    def __init__(self, model: keras.Model, layer_name: str, score: Score = "logit", relu: bool = True):
+        super().__init__(model, layer_name, score=score, relu=relu)
+
+    def _maps(self, images: tf.Tensor, classes: tf.Tensor, variants: list[dict[str, Any]]) -> list[list[tf.Tensor]]:
+        kinds = sorted({v["score"] for v in variants})
+        with tf.GradientTape(persistent=True) as tape:
             activations, features = self._features(images)
-            total = tf.reduce_sum(self.score(features, class_index))
-        grads = tape.gradient(total, activations)
-        weights = tf.reduce_mean(grads, axis=(1, 2))
-        maps = tf.einsum("bijk,bk->bij", activations, weights)
-        if self.relu:
-            maps = tf.nn.relu(maps)
-        return maps
+            totals = self.class_scores(features, classes, kinds)
+        # Only the layers above the activations are differentiated: the forward pass below them is shared.
+        weights = {key: tf.reduce_mean(tape.gradient(total, activations), axis=(1, 2)) for key, total in totals.items()}
+        out = []
+        for v in variants:
+            row = []
+            for i in range(int(classes.shape[0])):
+                maps = tf.einsum("bijk,bk->bij", activations, weights[(v["score"], i)])
+                row.append(tf.nn.relu(maps) if v["relu"] else maps)
+            out.append(row)
+        return out

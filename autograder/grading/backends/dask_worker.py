@@ -96,8 +96,8 @@ class _Grader:
             for _ in range(threads):
                 self.uids.put(None)
         self.probes_lock = threading.Lock()
-        warm_up()
-        start_fork_server()
+        warm_up(self.course)
+        start_fork_server(self.course)
 
     def probes(self, packed: dict) -> Path:
         """The assignment's probes, written once per worker (read-only to kernels)."""
