@@ -74,7 +74,10 @@ def test_flat_maps_become_zeros_not_nan():
     assert np.array_equal(maps, np.zeros((2, 4, 4), np.float32))
 
 
-@pytest.mark.parametrize("bad", [np.array([0, 1]), np.array([0.0] * 6), np.zeros((6, 1), int)])
-def test_a_class_array_of_the_wrong_shape_or_type_is_refused(model, images, bad):
-    with pytest.raises(ValueError, match="one per image"):
+@pytest.mark.parametrize(
+    "bad, says",
+    [(np.array([0, 1]), "got shape"), (np.zeros((6, 1), int), "got shape"), (np.array([0.0] * 6), "got dtype float64")],
+)
+def test_a_class_array_of_the_wrong_shape_or_type_is_refused(model, images, bad, says):
+    with pytest.raises(ValueError, match=says):
         explain.saliency(model, images, bad)

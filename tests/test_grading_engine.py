@@ -169,10 +169,10 @@ def test_workers_are_forked_only_from_a_single_threaded_process_without_tensorfl
     """fork is fast (workers inherit the loaded modules); TensorFlow's or any other threads rule it out."""
     from autograder.grading.backends import local as batch  # the local pool
 
-    monkeypatch.setattr(batch, "warm_up", lambda course: None)
+    monkeypatch.setattr(batch, "warm_up", lambda course, assignments: None)
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     monkeypatch.setattr(threading, "active_count", lambda: 1)
-    course = load_course(REPO)
+    course = batch._PoolConfig(load_course(REPO), None, None, Path("logs"))
     assert batch._context(course).get_start_method() == "fork"
     monkeypatch.setattr(threading, "active_count", lambda: 2)
     assert batch._context(course).get_start_method() == "forkserver"

@@ -70,3 +70,5 @@ def test_tensorflow_is_preloaded_only_for_courses_whose_checks_need_it(tmp_path)
     real = load_course(REPO)
     assert course_uses_tensorflow(real)
     assert "autograder.checks.heatmaps" in check_families(real)
+    assert not course_uses_tensorflow(real, ["review"])  # `course grade --assignment review`
+    assert check_families(real, ["review"]) == ["autograder.checks.labels"]

@@ -13,6 +13,7 @@ so that, e.g., label checks never import TensorFlow.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -91,21 +92,26 @@ def load_all() -> None:
         importlib.import_module(f"{__name__}.{module.name}")
 
 
-def course_uses_tensorflow(course: Course) -> bool:
-    """True when any autograded part of COURSE has a check that needs TensorFlow to judge."""
-    return any(
-        get_check(part.check).uses_tensorflow
+def _checks_of(course: Course, assignments: Iterable[str] | None) -> set[str]:
+    wanted = None if assignments is None else set(assignments)
+    return {
+        part.check
         for a in course.assignments
+        if wanted is None or a.id in wanted
         for nb in a.notebooks
         for part in nb.parts
-        if not part.manual
-    )
+        if not part.manual and part.check
+    }
 
 
-def check_families(course: Course) -> list[str]:
-    """The modules of the check families COURSE's autograded parts use, e.g. ["autograder.checks.labels"]."""
-    names = {part.check for a in course.assignments for nb in a.notebooks for part in nb.parts if not part.manual}
-    return sorted({f"{__name__}.{name.split('.', 1)[0]}" for name in names if name})
+def course_uses_tensorflow(course: Course, assignments: Iterable[str] | None = None) -> bool:
+    """True when an autograded part of COURSE (of ASSIGNMENTS only, if given) has a check that needs TensorFlow."""
+    return any(get_check(name).uses_tensorflow for name in _checks_of(course, assignments))
+
+
+def check_families(course: Course, assignments: Iterable[str] | None = None) -> list[str]:
+    """The modules of the check families used by COURSE (ASSIGNMENTS only, if given): ["autograder.checks.labels"]."""
+    return sorted({f"{__name__}.{name.split('.', 1)[0]}" for name in _checks_of(course, assignments)})
 
 
 def get_check(name: str) -> Check:

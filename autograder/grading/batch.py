@@ -244,7 +244,7 @@ def grade_class(
     try:
         if jobs:
             count = workers or course.grading.worker_count()
-            backend = _backend(course, dask, bwrap, allow_unsandboxed, work)
+            backend = _backend(course, dask, bwrap, allow_unsandboxed, work, [a.id for a in chosen])
             try:
                 backend.start(count, len(jobs))
                 for job in jobs:
@@ -270,14 +270,16 @@ def grade_class(
     return GradeReport(rows=rows, out=out, csv_path=csv_path, feedback_dir=feedback_dir, course_root=course_root)
 
 
-def _backend(course: Course, dask: str | None, bwrap: str | None, allow_unsandboxed: bool, work: Path) -> Backend:
+def _backend(
+    course: Course, dask: str | None, bwrap: str | None, allow_unsandboxed: bool, work: Path, assignments: list[str]
+) -> Backend:
     if dask:
         from autograder.grading.backends.dask import DaskBackend  # imports distributed: only when asked for
 
         return DaskBackend(course, dask, allow_unsandboxed=allow_unsandboxed)
     from autograder.grading.backends.local import LocalBackend
 
-    return LocalBackend(course, bwrap, cache=work / "kernel-cache", logs=work / "logs")
+    return LocalBackend(course, bwrap, cache=work / "kernel-cache", logs=work / "logs", assignments=assignments)
 
 
 def _keep_files(course: Course, job: Job, result: dict[str, Any], feedback: Path) -> None:

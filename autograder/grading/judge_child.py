@@ -45,18 +45,20 @@ def _context(preload: list[str] | None = None) -> Any:
     return _CONTEXT
 
 
-def start_fork_server(course: Course) -> None:
+def start_fork_server(course: Course, assignments: list[str] | None = None) -> None:
     """Start the judge's fork server now (it returns at once): its imports then overlap the first kernel.
 
-    TensorFlow (and every check) is preloaded only when some check of COURSE needs it; otherwise
-    only the course's check families are, so a label-only course's judge never imports TensorFlow.
+    TensorFlow (and every check) is preloaded only when some check of COURSE (of ASSIGNMENTS, the
+    ones this worker grades, if given) needs it; otherwise only their check families are, so the
+    judge of a label-only course never imports TensorFlow.
     Call it in a grading worker, never in a process that forks workers afterwards: a fork server
     belongs to the process that started it."""
     from multiprocessing import forkserver
 
     from autograder.checks import check_families, course_uses_tensorflow
 
-    _context([_PRELOAD_TENSORFLOW] if course_uses_tensorflow(course) else check_families(course))
+    tensorflow = course_uses_tensorflow(course, assignments)
+    _context([_PRELOAD_TENSORFLOW] if tensorflow else check_families(course, assignments))
     forkserver.ensure_running()
 
 

@@ -59,12 +59,13 @@ class WorkerConfig:
     cache: Path | None = None  # kernel_cache folder shared by the batch
 
 
-def warm_up(course: Course | None = None) -> None:
-    """Do once, before the first job, what it would otherwise pay for: the checks COURSE uses (every
-    check without a course: a label-only course never imports scipy's statistics), the feedback templates."""
+def warm_up(course: Course | None = None, assignments: list[str] | None = None) -> None:
+    """Do once, before the first job, what it would otherwise pay for: the checks COURSE (or only its
+    ASSIGNMENTS) uses, every check without a course (so a label-only course never imports scipy's
+    statistics), and the feedback templates."""
     from autograder.checks import check_families
 
-    _warm_up(tuple(check_families(course)) if course is not None else None)
+    _warm_up(tuple(check_families(course, assignments)) if course is not None else None)
 
 
 @functools.cache  # forked workers inherit the parent's warm-up and skip it

@@ -37,6 +37,7 @@ class _PoolConfig:
     bwrap: str | None
     cache: Path | None
     logs: Path  # each worker's stderr (TensorFlow's C++ start-up lines, crashes) goes to worker-<slot>.log here
+    assignments: list[str] | None = None  # the ones this batch grades: what the workers preload
 
 
 def _log_stderr(path: Path) -> None:
@@ -55,8 +56,8 @@ def _init_worker(cfg: _PoolConfig, slots: Any, ready: Any, abort: Any) -> None:
         slots.value += 1
     _log_stderr(cfg.logs / f"worker-{slot}.log")
     uid = UID_BASE + slot if (cfg.bwrap and os.geteuid() == 0) else None
-    warm_up(cfg.course)
-    start_fork_server(cfg.course)
+    warm_up(cfg.course, cfg.assignments)
+    start_fork_server(cfg.course, cfg.assignments)
     if not ready.wait(READY_TIMEOUT) or abort.is_set():
         raise RuntimeError("the grading set-up did not finish; nothing was graded")
     _WORKER = WorkerConfig(course=cfg.course, bwrap=cfg.bwrap, uid=uid, cache=cfg.cache)
@@ -67,13 +68,13 @@ def _run_job(job: Job) -> dict[str, Any]:
     return grade_submission(_WORKER, job)
 
 
-def _context(course: Course) -> mp.context.BaseContext:
+def _context(cfg: _PoolConfig) -> mp.context.BaseContext:
     """fork when this process is single-threaded and has no TensorFlow (the `course grade` command):
     workers start at once with the modules and templates already loaded. Otherwise (a test run that
     imported TensorFlow, a second pool after threads started) a fork server, which forks each worker
     from a clean process that imported the grading modules once."""
     if "tensorflow" not in sys.modules and threading.active_count() == 1:
-        warm_up(course)
+        warm_up(cfg.course, cfg.assignments)
         return mp.get_context("fork")
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload([__name__])
@@ -84,7 +85,7 @@ class _Pool:
     """Worker processes that start (import, warm up) at once and begin grading when `release()` is called."""
 
     def __init__(self, cfg: _PoolConfig, workers: int):
-        ctx = _context(cfg.course)
+        ctx = _context(cfg)
         slots = ctx.Value("i", 0)  # not a Queue: its feeder thread would be running when workers fork
         self.ready, self.abort = ctx.Event(), ctx.Event()
         self.executor = ProcessPoolExecutor(
@@ -107,8 +108,10 @@ class _Pool:
 class LocalBackend:
     """The process pool; its kernels read the font cache built here while the workers start."""
 
-    def __init__(self, course: Course, bwrap: str | None, cache: Path, logs: Path):
-        self.cfg = _PoolConfig(course=course, bwrap=bwrap, cache=cache, logs=logs)
+    def __init__(
+        self, course: Course, bwrap: str | None, cache: Path, logs: Path, assignments: list[str] | None = None
+    ):
+        self.cfg = _PoolConfig(course=course, bwrap=bwrap, cache=cache, logs=logs, assignments=assignments)
         self.pool: _Pool | None = None
         self.futures: dict[Future, Job] = {}
         self.fonts: threading.Thread | None = None

@@ -54,9 +54,16 @@ def _classes(class_index, batch_size: int) -> np.ndarray:
     classes = np.asarray(class_index)
     if classes.ndim == 0:
         return np.full(batch_size, int(classes), dtype=np.int64)
-    if classes.shape != (batch_size,) or not np.issubdtype(classes.dtype, np.integer):
+    if classes.shape != (batch_size,):
         raise ValueError(f"class_index must be an int or {batch_size} ints (one per image), got shape {classes.shape}")
+    if not np.issubdtype(classes.dtype, np.integer):
+        raise ValueError(f"class_index must hold ints (class numbers), got dtype {classes.dtype}")
     return classes.astype(np.int64)
+
+
+def _sigmoid_sign(classes: np.ndarray) -> np.ndarray:
+    """A single sigmoid unit scores z for class 1 and -z for class 0: +1 or -1 per image."""
+    return np.where(classes == 1, 1.0, -1.0)
 
 
 def _direction(dense, classes: np.ndarray):
@@ -64,7 +71,7 @@ def _direction(dense, classes: np.ndarray):
     import tensorflow as tf
 
     if int(dense.units) == 1:
-        return dense.kernel[:, :1] * tf.constant(np.where(classes == 1, 1.0, -1.0)[None, :], dense.kernel.dtype)
+        return dense.kernel[:, :1] * tf.constant(_sigmoid_sign(classes)[None, :], dense.kernel.dtype)
     return tf.gather(dense.kernel, classes, axis=1)
 
 
@@ -73,7 +80,7 @@ def _score(logits, dense, classes: np.ndarray):
     import tensorflow as tf
 
     if int(dense.units) == 1:
-        return logits[:, 0] * tf.constant(np.where(classes == 1, 1.0, -1.0), logits.dtype)
+        return logits[:, 0] * tf.constant(_sigmoid_sign(classes), logits.dtype)
     return tf.gather(logits, classes, axis=1, batch_dims=1)
 
 
