@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 demo: system-demo $(STAMP)
 	$(BIN)/course demo
 
-## test: lint, then the whole test suite (real kernels, real models; about 22 minutes on 2 cores)
+## test: lint, then the whole test suite (real kernels, real models; about 18 minutes on 2 cores, plus the venv)
 test: system-test $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
