@@ -100,7 +100,7 @@ def _checks_of(course: Course, assignments: Iterable[str] | None) -> set[str]:
         if wanted is None or a.id in wanted
         for nb in a.notebooks
         for part in nb.parts
-        if not part.manual and part.check
+        if not part.manual
     }
 
 

@@ -329,7 +329,7 @@ class HeatmapCheck(Check):
             reference = _reference(self.method, model, spec.cam_layer)
         except (KeyError, ValueError) as exc:
             return Problems([f"The reference {self.label} cannot run on the recorded model: {exc}."], ["model"])
-        return Judgement(self, pset, evidence, model, spec.cam_layer, reference, ctx.course.grading.tolerance).run()
+        return Judgement(self, pset, evidence, spec.cam_layer, reference, ctx.course.grading.tolerance).run()
 
 
 def _images_of(probe: Probe) -> str:
@@ -345,10 +345,9 @@ class Judgement:
     failure never hides a wrong method and one round of feedback names every mistake it can.
     """
 
-    def __init__(self, check: HeatmapCheck, pset: ProbeSet, evidence: Evidence, model, layer, reference, tol: float):
+    def __init__(self, check: HeatmapCheck, pset: ProbeSet, evidence: Evidence, layer: str, reference, tol: float):
         self.check = check
         self.pset = pset
-        self.model = model
         self.layer = layer
         self.reference = reference
         self.tol = tol

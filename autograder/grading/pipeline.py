@@ -59,25 +59,22 @@ class WorkerConfig:
     cache: Path | None = None  # kernel_cache folder shared by the batch
 
 
-def warm_up(course: Course | None = None, assignments: list[str] | None = None) -> None:
-    """Do once, before the first job, what it would otherwise pay for: the checks COURSE (or only its
-    ASSIGNMENTS) uses, every check without a course (so a label-only course never imports scipy's
-    statistics), and the feedback templates."""
+def warm_up(course: Course, assignments: list[str] | None = None) -> None:
+    """Do once, before the first job, what it would otherwise pay for: the check families COURSE (or
+    only its ASSIGNMENTS) uses, so a label-only course never imports scipy's statistics, and the
+    feedback templates."""
     from autograder.checks import check_families
 
-    _warm_up(tuple(check_families(course, assignments)) if course is not None else None)
+    _warm_up(tuple(check_families(course, assignments)))
 
 
 @functools.cache  # forked workers inherit the parent's warm-up and skip it
-def _warm_up(families: tuple[str, ...] | None) -> None:
+def _warm_up(families: tuple[str, ...]) -> None:
     import importlib
 
-    from autograder.checks import load_all
     from autograder.grading.feedback import exporter
 
-    if families is None:
-        load_all()
-    for family in families or ():
+    for family in families:
         importlib.import_module(family)
     exporter().from_notebook_node(
         nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("*x*"), nbformat.v4.new_code_cell("x = 1")])

@@ -215,8 +215,8 @@ class HeatmapMethod:
         self.options = self._with(self.defaults, options)
         self.features = feature_model(model, layer_name)
         dense = last_dense(model)
-        self.score = ClassScore(dense, self.options.get("score", "logit"))
         self.scores = {kind: ClassScore(dense, kind) for kind in ("logit", "probability", "loss")}
+        self.score = self.scores[self.options.get("score", "logit")]
         shape = tuple(model.inputs[0].shape[1:])
         self.input_size = (int(shape[0]), int(shape[1]))
         self._image_spec = tf.TensorSpec((None, *shape), tf.float32)
@@ -288,3 +288,10 @@ class HeatmapMethod:
             for kind in kinds
             for i in range(int(classes.shape[0]))
         }
+
+    @staticmethod
+    def per_variant_and_class(
+        variants: list[dict[str, Any]], classes: tf.Tensor, one: Callable[[dict[str, Any], int], tf.Tensor]
+    ) -> list[list[tf.Tensor]]:
+        """[variant][class] -> ONE(variant, i), i the index into CLASSES: the shape `_maps` returns."""
+        return [[one(v, i) for i in range(int(classes.shape[0]))] for v in variants]

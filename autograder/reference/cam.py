@@ -23,11 +23,9 @@ class CAM(HeatmapMethod):
 
     def _maps(self, images: tf.Tensor, classes: tf.Tensor, variants: list[dict[str, Any]]) -> list[list[tf.Tensor]]:
         activations, _ = self._features(images)
-        out = []
-        for v in variants:
-            row = []
-            for i in range(int(classes.shape[0])):
-                maps = tf.einsum("bijk,k->bij", activations, self.score.direction(classes[i]))
-                row.append(tf.nn.relu(maps) if v["relu"] else maps)
-            out.append(row)
-        return out
+
+        def one(v: dict[str, Any], i: int) -> tf.Tensor:
+            maps = tf.einsum("bijk,k->bij", activations, self.score.direction(classes[i]))
+            return tf.nn.relu(maps) if v["relu"] else maps
+
+        return self.per_variant_and_class(variants, classes, one)

@@ -30,11 +30,9 @@ class GradCAM(HeatmapMethod):
             totals = self.class_scores(features, classes, kinds)
         # Only the layers above the activations are differentiated: the forward pass below them is shared.
         weights = {key: tf.reduce_mean(tape.gradient(total, activations), axis=(1, 2)) for key, total in totals.items()}
-        out = []
-        for v in variants:
-            row = []
-            for i in range(int(classes.shape[0])):
-                maps = tf.einsum("bijk,bk->bij", activations, weights[(v["score"], i)])
-                row.append(tf.nn.relu(maps) if v["relu"] else maps)
-            out.append(row)
-        return out
+
+        def one(v: dict[str, Any], i: int) -> tf.Tensor:
+            maps = tf.einsum("bijk,bk->bij", activations, weights[(v["score"], i)])
+            return tf.nn.relu(maps) if v["relu"] else maps
+
+        return self.per_variant_and_class(variants, classes, one)

@@ -29,12 +29,10 @@ class Saliency(HeatmapMethod):
             (features,) = self._features(images)
             totals = self.class_scores(features, classes, kinds)
         grads = {key: tape.gradient(total, images) for key, total in totals.items()}
-        out = []
-        for v in variants:
-            row = []
-            for i in range(int(classes.shape[0])):
-                g = grads[(v["score"], i)]
-                g = tf.abs(g) if v["absolute"] else g
-                row.append(tf.reduce_max(g, axis=-1) if v["reduce"] == "max" else tf.reduce_sum(g, axis=-1))
-            out.append(row)
-        return out
+
+        def one(v: dict[str, Any], i: int) -> tf.Tensor:
+            g = grads[(v["score"], i)]
+            g = tf.abs(g) if v["absolute"] else g
+            return tf.reduce_max(g, axis=-1) if v["reduce"] == "max" else tf.reduce_sum(g, axis=-1)
+
+        return self.per_variant_and_class(variants, classes, one)
