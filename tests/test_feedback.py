@@ -31,7 +31,7 @@ from autograder.grading.feedback import (
 from autograder.grading.judge import NO_EVIDENCE
 from autograder.grading.pipeline import near_miss_hint
 from autograder.grading.rebuild import rebuild
-from autograder.grading.sandbox import UID_BASE, Limits, SandboxPlan, find_bwrap
+from autograder.grading.sandbox import Limits, SandboxPlan, find_bwrap
 
 REPO = Path(__file__).resolve().parents[1]
 COURSE = load_course(REPO)
@@ -215,7 +215,7 @@ def test_a_written_answer_split_in_cells_reaches_the_ta_as_one():
 
 
 @pytest.mark.slow
-def test_five_hundred_figures_stay_within_the_budget():
+def test_five_hundred_figures_stay_within_the_budget(kernel_uid):
     """A real sandboxed kernel draws 500 figures: the notebook keeps the budget's count, later ones are
     one stdout line per cell, nothing reaches stderr, and the page grows by no more than the budget."""
     max_figures, max_bytes = 5, 60_000
@@ -237,7 +237,7 @@ def test_five_hundred_figures_stay_within_the_budget():
         work, probes, runtime = base / "copy", base / "probes", base / "runtime"
         for d in (work, probes, runtime):
             d.mkdir()
-        uid = UID_BASE + 9 if os.geteuid() == 0 else None
+        uid = kernel_uid
         if uid is not None:
             shutil.chown(work, uid, uid)
         plan = SandboxPlan(work, probes, runtime, limits, bwrap=find_bwrap(), uid=uid)

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from autograder.grading.executor import execute_notebook
-from autograder.grading.sandbox import UID_BASE, Limits, SandboxPlan, SandboxUnavailable, find_bwrap, require_sandbox
+from autograder.grading.sandbox import Limits, SandboxPlan, SandboxUnavailable, find_bwrap, require_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 LIMITS = Limits(
@@ -28,7 +28,7 @@ LIMITS = Limits(
 
 
 @pytest.fixture()
-def world():
+def world(kernel_uid):
     """A grading output folder laid out like the real one: a gradebook, another student's copy, probes."""
     with tempfile.TemporaryDirectory(prefix="sandbox-") as tmp:
         base = Path(tmp)
@@ -45,7 +45,7 @@ def world():
         probes = out / "work" / "probes"
         probes.mkdir(parents=True)
         (probes / "calls.json").write_text("[]")
-        uid = UID_BASE + 7 if os.geteuid() == 0 else None
+        uid = kernel_uid
         if uid is not None:
             shutil.chown(mine / "copy", uid, uid)
         plan = SandboxPlan(mine / "copy", probes, mine / "runtime", LIMITS, bwrap=find_bwrap(), uid=uid)
@@ -134,7 +134,7 @@ def test_kernel_sees_only_its_copy_the_toolkit_and_the_probes(world):
     assert facts["as"] == LIMITS.memory_bytes
     assert "JPY_PARENT_PID" not in facts["env"] and "CNNVIS_EVIDENCE_DIR" in facts["env"]
     if os.geteuid() == 0:
-        assert facts["uid"] == UID_BASE + 7
+        assert facts["uid"] == plan.uid
 
 
 def test_limits_memory_processes_output(world):

@@ -15,7 +15,6 @@ plain, bounded data; the scratch folder is removed.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import queue
@@ -28,7 +27,8 @@ from typing import Any
 from distributed import WorkerPlugin, get_worker
 
 from autograder.course import COURSE_FILE, CourseError, load_course
-from autograder.grading.sandbox import UID_BASE, find_bwrap
+from autograder.grading import uid_slots
+from autograder.grading.sandbox import find_bwrap
 from autograder.grading.store import readable_by_kernels
 from autograder.grading.version import course_version, differences
 
@@ -38,8 +38,6 @@ from autograder.grading.version import course_version, differences
 logger = logging.getLogger("autograder.dask")
 
 COURSE_ENV = "AUTOGRADER_COURSE"  # the worker's course folder, when it was not started inside it
-SLOT_OFFSET = 500  # uids UID_BASE + 500 + slot: apart from the local pool's UID_BASE + 0, 1, ...
-SLOTS = 500
 MAX_LOG_BYTES = 64 * 1024  # the kernel log's tail that travels back
 RETURNED_NOTEBOOKS = 2  # a feedback page or an autograded notebook: at most this many notebooks' bytes
 SETTING_UP = "its grading set-up is still running"
@@ -57,24 +55,6 @@ def find_course_root(hint: str) -> Path | None:
     return None
 
 
-def _claim_slots(count: int) -> list[tuple[int, int]]:
-    """COUNT (slot, lock fd) pairs no other process on this machine holds (flock dies with the process)."""
-    folder = Path(tempfile.gettempdir()) / "autograder-uid-slots"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    claimed = []
-    for slot in range(SLOTS):
-        fd = os.open(folder / f"{slot}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        claimed.append((slot, fd))
-        if len(claimed) == count:
-            return claimed
-    raise RuntimeError(f"no free grading uid slot among {SLOTS} on this machine")
-
-
 class _Grader:
     """An admitted worker's grading state."""
 
@@ -88,10 +68,10 @@ class _Grader:
         self.scratch = Path(tempfile.mkdtemp(prefix="autograder-worker-"))
         os.chmod(self.scratch, 0o755)
         self.cache = build_kernel_cache(self.scratch / "kernel-cache")
-        self.slots = _claim_slots(threads) if bwrap and os.geteuid() == 0 else []
+        self.slots = uid_slots.claim(threads) if bwrap and os.geteuid() == 0 else []
         self.uids: queue.Queue[int | None] = queue.Queue()
-        for slot, _fd in self.slots:
-            self.uids.put(UID_BASE + SLOT_OFFSET + slot)
+        for slot in self.slots:
+            self.uids.put(slot.uid)
         if not self.slots:
             for _ in range(threads):
                 self.uids.put(None)
@@ -140,8 +120,8 @@ class _Grader:
 
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
-        for _slot, fd in self.slots:
-            os.close(fd)
+        for slot in self.slots:
+            slot.release()
 
 
 def _bound_returned(nb: dict[str, Any], kernel_log: Path) -> None:

@@ -2,8 +2,9 @@
 
 Workers start (fork, import, warm up) at the first `submit` and wait until `release`: the
 client's set-up (the probes, here the kernels' font cache, the nbgrader course root) overlaps their
-start. Each worker grades with its own sandboxed kernel and its own unprivileged uid, imports
-TensorFlow at most once (only the judge of model parts needs it) and returns a plain result. Jobs
+start. Each worker grades with its own sandboxed kernel and an unprivileged uid that no other worker
+on the machine holds (uid_slots.py), imports TensorFlow at most once (only the judge of model
+parts needs it) and returns a plain result. Jobs
 whose worker process itself died are run again once, alone, in a fresh pool, then reported.
 """
 
@@ -21,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from autograder.course import Course
+from autograder.grading import uid_slots
 from autograder.grading.backends.base import error_result
 from autograder.grading.judge_child import start_fork_server
 from autograder.grading.kernel_cache import build_kernel_cache
 from autograder.grading.pipeline import Job, WorkerConfig, grade_submission, warm_up
-from autograder.grading.sandbox import UID_BASE
 
 _WORKER: WorkerConfig | None = None
 READY_TIMEOUT = 600  # seconds a worker waits for the parent's set-up (probes, caches) before giving up
@@ -51,11 +52,12 @@ def _log_stderr(path: Path) -> None:
 def _init_worker(cfg: _PoolConfig, slots: Any, ready: Any, abort: Any) -> None:
     """Import and build what every job needs, then wait until the parent has written the probes."""
     global _WORKER
-    with slots.get_lock():  # each worker its own slot, hence its own uid
+    with slots.get_lock():  # each worker its own log
         slot = slots.value
         slots.value += 1
     _log_stderr(cfg.logs / f"worker-{slot}.log")
-    uid = UID_BASE + slot if (cfg.bwrap and os.geteuid() == 0) else None
+    # A uid no other worker on this machine holds, whichever batch started it; freed when this process ends.
+    uid = uid_slots.claim()[0].uid if (cfg.bwrap and os.geteuid() == 0) else None
     warm_up(cfg.course, cfg.assignments)
     start_fork_server(cfg.course, cfg.assignments)
     if not ready.wait(READY_TIMEOUT) or abort.is_set():
