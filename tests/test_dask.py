@@ -11,6 +11,7 @@ student still ends graded exactly once. Real sandboxed kernels, real nbgrader gr
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from hostile.corpus import corpus
 from hostile.minicourse import CONVERT_SOLUTION, FORMAT_SOLUTION, FORMAT_WRONG, student_notebook, write_mini_course
 from nbgrader.api import Gradebook
 
+from autograder.grading.backends.dask_worker import ALIVE, SCRATCH_PREFIX, remove_abandoned_scratch
 from autograder.grading.gradebook import db_url
 
 BIN = Path(sys.executable).parent
@@ -203,12 +205,14 @@ def test_a_worker_killed_mid_batch_loses_no_student(cluster):
     argv = [str(BIN / "course"), "grade", str(subs), "--out", str(out), "--dask", cluster.address]
     grading = subprocess.Popen(argv, cwd=cluster.course, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     in_flight: list[str] = []
+    scratch: dict[str, Path] = {}
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and grading.poll() is None:
         done = list((out / "work" / "results").glob("*/mini.json")) if (out / "work").is_dir() else []
         processing = cluster.client.processing(workers=[workers[victim]]).get(workers[victim], [])
         in_flight = [k for k in processing if str(k).startswith("grade-")]
         if done and in_flight:
+            scratch = {name: _scratch_of(cluster.procs[name]) for name in (victim, survivor)}  # both grading now
             _kill(cluster.procs[victim])
             break
         time.sleep(0.05)
@@ -228,3 +232,43 @@ def test_a_worker_killed_mid_batch_loses_no_student(cluster):
     for student in lost:
         assert stored[student]["worker"] == workers[survivor], (student, stored[student].get("worker"))
     assert shutil.which("bwrap")  # these were sandboxed gradings, not the --allow-unsandboxed path
+
+    # SIGKILL left the victim's scratch folder behind; the next worker to start removes it, not a live one's
+    assert scratch[victim].is_dir() and scratch[survivor].is_dir()
+    assert scratch[victim] in remove_abandoned_scratch(scratch[victim].parent)
+    assert not scratch[victim].exists() and scratch[survivor].is_dir()
+
+
+def _scratch_of(proc: subprocess.Popen) -> Path:
+    """The scratch folder a `dask worker` process tree holds open (its worker's lock file)."""
+    for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]:
+        for f in p.open_files():
+            if Path(f.path).name == ALIVE and Path(f.path).parent.name.startswith(SCRATCH_PREFIX):
+                return Path(f.path).parent
+    raise AssertionError(f"no worker scratch folder is held open by {proc.args}")
+
+
+def test_only_the_scratch_of_dead_workers_is_removed(tmp_path):
+    def scratch(name: str, lock: bool = True) -> Path:
+        folder = tmp_path / f"{SCRATCH_PREFIX}{name}"
+        (folder / "job-1").mkdir(parents=True)
+        if lock:
+            (folder / ALIVE).touch()
+        return folder
+
+    dead, alive, starting, legacy = scratch("dead"), scratch("alive"), scratch("new", lock=False), scratch("old", False)
+    held = os.open(alive / ALIVE, os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)  # as its living worker holds it
+    old = time.time() - 2 * 3600
+    os.utime(legacy, (old, old))
+    outside = tmp_path / "not-scratch"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("x")
+    os.symlink(outside, tmp_path / f"{SCRATCH_PREFIX}link")
+    try:
+        removed = remove_abandoned_scratch(tmp_path)
+    finally:
+        os.close(held)
+    assert sorted(removed) == sorted([dead, legacy])
+    assert alive.is_dir() and starting.is_dir() and (outside / "keep.txt").is_file()
+    assert (tmp_path / f"{SCRATCH_PREFIX}link").is_symlink()

@@ -3,8 +3,9 @@
 `GradingWorker` is registered by the client and set up on every worker, also on those that join
 later. It finds the worker's own course folder, refuses the worker (logs why, and never grants it
 the task resource) unless its course version equals the client's and it has bubblewrap (or the
-client allowed grading unsandboxed), then builds what every job needs: a scratch folder, the
-kernels' font cache, one unprivileged uid per thread, warm grading modules. Only admitted workers
+client allowed grading unsandboxed), then builds what every job needs: a scratch folder (and
+removes those that dead workers left), the kernels' font cache, one unprivileged uid per thread
+that no other process on the machine holds, warm grading modules. Only admitted workers
 hold the resource that grading tasks require, so a refused worker never receives one.
 
 `grade_remote` is one submission: the packed folder is recreated in a scratch folder of its own,
@@ -15,12 +16,15 @@ plain, bounded data; the scratch folder is removed.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import queue
 import shutil
+import stat
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,9 @@ COURSE_ENV = "AUTOGRADER_COURSE"  # the worker's course folder, when it was not 
 MAX_LOG_BYTES = 64 * 1024  # the kernel log's tail that travels back
 RETURNED_NOTEBOOKS = 2  # a feedback page or an autograded notebook: at most this many notebooks' bytes
 SETTING_UP = "its grading set-up is still running"
+SCRATCH_PREFIX = "autograder-worker-"
+ALIVE = ".alive"  # in each worker's scratch folder, flocked by that worker for as long as it lives
+STARTING_GRACE = 3600  # seconds a scratch folder without its lock file is taken for one being set up
 
 
 def plugin_name(version: dict[str, str]) -> str:
@@ -55,6 +62,46 @@ def find_course_root(hint: str) -> Path | None:
     return None
 
 
+def _hold(folder: Path) -> int:
+    """Lock FOLDER/.alive for this process's life (the lock ends with the process, however it ends)."""
+    fd = os.open(folder / ALIVE, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def remove_abandoned_scratch(parent: Path, keep: Path | None = None) -> list[Path]:
+    """Remove the scratch folders under PARENT of workers that died without cleaning up (SIGKILL, the
+    OOM killer, a lost machine): those whose lock nobody holds. Only this uid's real folders are
+    touched, never a link; a folder still without its lock file is left alone for STARTING_GRACE."""
+    removed = []
+    for folder in sorted(parent.glob(SCRATCH_PREFIX + "*")):
+        try:
+            info = folder.lstat()
+        except FileNotFoundError:
+            continue
+        if folder == keep or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            continue
+        try:
+            fd: int | None = os.open(folder / ALIVE, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if time.time() - info.st_mtime < STARTING_GRACE:
+                continue
+            fd = None
+        except OSError:
+            continue
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)  # its worker is alive
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        if fd is not None:
+            os.close(fd)
+        removed.append(folder)
+    return removed
+
+
 class _Grader:
     """An admitted worker's grading state."""
 
@@ -65,8 +112,12 @@ class _Grader:
 
         self.course = load_course(root)
         self.bwrap = bwrap
-        self.scratch = Path(tempfile.mkdtemp(prefix="autograder-worker-"))
+        self.scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+        self.alive = _hold(self.scratch)
         os.chmod(self.scratch, 0o755)
+        removed = remove_abandoned_scratch(self.scratch.parent, keep=self.scratch)
+        if removed:
+            logger.info("autograder: removed %d scratch folders of workers that died: %s", len(removed), removed)
         self.cache = build_kernel_cache(self.scratch / "kernel-cache")
         self.slots = uid_slots.claim(threads) if bwrap and os.geteuid() == 0 else []
         self.uids: queue.Queue[int | None] = queue.Queue()
@@ -120,6 +171,7 @@ class _Grader:
 
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
+        os.close(self.alive)
         for slot in self.slots:
             slot.release()
 
