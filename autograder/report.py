@@ -8,7 +8,8 @@ Read from what grading stored (OUT/work/results, OUT/course/gradebook.db, OUT/wo
   message (numbers replaced by "#" so "max abs difference 0.224" and "... 0.31" group), or the
   error the graded cell stopped with when it recorded nothing;
 - submission statuses and the time each notebook took to grade;
-- the roster check (who submitted without being enrolled, who is enrolled and submitted nothing).
+- the roster check (who submitted without being enrolled, who is enrolled and submitted nothing), and
+  the submission folders that were not graded because their names are not student ids (grades.csv).
 
 The page is self-contained and works offline: the plots are PNGs (matplotlib's Agg backend) in
 data: URIs, there is no script, and the Content-Security-Policy meta tag forbids anything else.
@@ -18,6 +19,7 @@ Every string a student controls (ids, judge messages quoting their errors) is es
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import io
 import re
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from autograder.course import Assignment, Course
-from autograder.grading.store import stored_results, write_atomic
+from autograder.grading.store import INVALID_ID, STAGES, stored_results, write_atomic
 from autograder.roster import RosterCheck, load_check
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -99,6 +101,7 @@ class ClassData:
     roster: RosterCheck | None
     names: dict[str, str]
     unreadable: int = 0  # stored results this report could not read
+    invalid_ids: list[str] = field(default_factory=list)  # folder names (escaped by the grader) never graded
 
 
 def _names(course: Course, course_root: Path) -> dict[str, str]:
@@ -139,9 +142,7 @@ def _add(
     for nb in result["notebooks"]:
         timings = nb.get("timings") or {}
         if nb.get("status") != "missing" and timings:
-            seconds[f"{a.id}/{nb['name']}"].append(
-                sum(float(t) for t in timings.values() if isinstance(t, int | float))
-            )
+            seconds[f"{a.id}/{nb['name']}"].append(sum(float(timings.get(stage, 0.0)) for stage in STAGES))
         verdicts = {v["grade_id"]: v for v in nb.get("verdicts", []) if isinstance(v, dict) and "grade_id" in v}
         manual = entries.get(nb.get("name"), {})
         spec = next((n for n in a.notebooks if n.name == nb.get("name")), None)
@@ -178,16 +179,60 @@ def collect(course: Course, out: Path) -> ClassData:
         st = stats.get(result["assignment"])
         if st is None:
             continue
+        if not _readable(result):  # a result from another version of the grader: counted nowhere, but said
+            unreadable += 1
+            continue
         try:
             _add(st, result, grades, names, seconds)
-        except (KeyError, TypeError, ValueError, AttributeError):  # a result from another version of the grader
+        except (KeyError, TypeError, ValueError, AttributeError):  # a shape _readable did not foresee
             unreadable += 1
     return ClassData(
         assignments=[s for s in stats.values() if s.statuses],
         seconds=dict(seconds),
         roster=load_check(out),
         names=names,
+        unreadable=unreadable,
+        invalid_ids=_invalid_ids(out / "grades.csv"),
     )
+
+
+def _number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _readable(result: dict[str, Any]) -> bool:
+    """Whether RESULT has the shape _add reads (checked first, so a bad one is counted nowhere)."""
+    notebooks = result["notebooks"]
+    if not isinstance(result["student_id"], str) or not isinstance(notebooks, list):
+        return False
+    if not _number(result.get("auto_score", 0.0)):
+        return False
+    for nb in notebooks:
+        if not isinstance(nb, dict) or not isinstance(nb.get("timings") or {}, dict):
+            return False
+        if not all(_number((nb.get("timings") or {}).get(stage, 0.0)) for stage in STAGES):
+            return False
+        verdicts = nb.get("verdicts", [])
+        if not isinstance(verdicts, list):
+            return False
+        for v in verdicts:
+            scored = isinstance(v, dict) and "grade_id" in v
+            if scored and not (_number(v.get("score")) and _number(v.get("max_score"))):
+                return False
+    return True
+
+
+def _invalid_ids(csv_path: Path) -> list[str]:
+    """The folder names grades.csv lists as not student ids (each once)."""
+    if not csv_path.is_file():
+        return []
+    with csv_path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        names = [row.get("student_id") or "" for row in csv.DictReader(fh) if row.get("status") == INVALID_ID]
+    return sorted(set(names))
 
 
 # ----------------------------------------------------------------------------- plots
@@ -420,6 +465,13 @@ def render(course: Course, data: ClassData) -> str:
     ]
     if not data.assignments:
         body.append("<p>Nothing has been graded yet.</p>")
+    if data.invalid_ids:
+        names = ", ".join(f"<code>{_e(n)}</code>" for n in data.invalid_ids)
+        body.insert(
+            2,
+            f'<p class="warn">Not graded, because the folder name is not a student id (ASCII letters, digits, '
+            f"'_', '.', '-'; at most 64): {names}. Rename the folder and grade again.</p>",
+        )
     if data.unreadable:
         body.insert(2, f'<p class="warn">{data.unreadable} stored results could not be read and are left out.</p>')
     return (

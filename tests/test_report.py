@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,9 @@ from browser import CHROMEDRIVER, CHROMIUM, headless_chromium
 from conftest import COURSE_BIN
 from hostile.minicourse import CONVERT_SOLUTION, FORMAT_WRONG, student_notebook, write_mini_course
 
-from autograder.report import diagnoses, first_sentence, report_path
+from autograder.course import load_course
+from autograder.grading.store import STAGES, save_result, stored_results
+from autograder.report import collect, diagnoses, first_sentence, render, report_path
 
 HOSTILE_ID = "<img src=x onerror=alert(1)>&eve"
 CONVERT_WRONG = CONVERT_SOLUTION.replace("np.argmax", "np.argmin")
@@ -118,6 +121,32 @@ def test_student_strings_are_escaped(graded):
     assert "&lt;img src=x onerror=alert(1)&gt;&amp;eve" in page and HOSTILE_ID not in page
     assert "Bob &lt;i&gt;Stone&lt;/i&gt;" in page and "<i>" not in page
     assert "<script" not in page.lower()
+
+
+def test_report_names_the_folders_it_did_not_grade(graded):
+    _, out, _ = graded
+    page = report_path(out).read_text()
+    assert "Not graded, because the folder name is not a student id" in page
+    assert "<code>&lt;img src=x onerror=alert(1)&gt;&amp;eve</code>. Rename the folder" in page
+
+
+def test_grading_time_is_the_sum_of_the_stages_not_of_the_judges_statistics(graded):
+    course_root, out, _ = graded
+    timings = [nb["timings"] for r in stored_results(out / "work") for nb in r["notebooks"] if nb.get("timings")]
+    assert len(timings) == 3 and all("judge_peak_mib" in t for t in timings)  # MiB beside the seconds
+    expected = sorted(sum(t[stage] for stage in STAGES) for t in timings)
+    assert sorted(collect(load_course(course_root), out).seconds["mini/mini"]) == pytest.approx(expected)
+
+
+def test_an_unreadable_result_is_counted_nowhere_and_said(graded, tmp_path):
+    course_root, out, _ = graded
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy, symlinks=True)
+    bad = {"student_id": "zed", "assignment": "mini", "status": "graded", "auto_score": 1, "notebooks": ["x"]}
+    save_result(copy / "work" / "results" / "zed" / "mini.json", bad)  # this grader's format, a wrong shape
+    page = render(load_course(course_root), collect(load_course(course_root), copy))
+    assert "1 stored results could not be read and are left out." in page
+    assert "4 students, 4 submissions, 1 assignments." in page and "zed" not in page
 
 
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs chromium and chromium-driver")

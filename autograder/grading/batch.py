@@ -39,7 +39,14 @@ from autograder.grading.judge import write_probes
 from autograder.grading.pipeline import Job
 from autograder.grading.sandbox import SandboxUnavailable, require_sandbox
 from autograder.grading.sanitize import safe_student_id, spreadsheet_safe
-from autograder.grading.store import finished, readable_by_kernels, result_path, save_result, write_atomic
+from autograder.grading.store import (
+    INVALID_ID,
+    finished,
+    readable_by_kernels,
+    result_path,
+    save_result,
+    write_atomic,
+)
 from autograder.grading.submission_copy import plain_file_problem
 from autograder.grading.validate import MAX_NOTEBOOK_BYTES, sha256_file
 
@@ -70,9 +77,6 @@ class GradeReport:
 
 
 # ----------------------------------------------------------------------------- planning
-
-
-INVALID_ID = "invalid student id"
 
 
 def _students(submissions: Path) -> tuple[list[str], list[str]]:

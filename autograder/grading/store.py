@@ -17,6 +17,11 @@ from typing import Any
 RESULT_VERSION = 1
 
 
+INVALID_ID = "invalid student id"  # the status of a grades.csv row for a folder name that is not an id
+# A notebook's timings: the wall seconds of these stages, beside the judge's own statistics (peak MiB, CPU).
+STAGES = ("prepare", "execute", "judge", "feedback")
+
+
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     """PATH holds DATA, all or nothing. MODE: 0600 (mkstemp's) for the grader's own records; pages
     people open ask for more (feedback.PAGE_MODE)."""
