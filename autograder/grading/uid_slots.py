@@ -9,13 +9,13 @@ process however it ends, so a crashed batch frees its uids without any clean-up.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograder.grading.file_lock import try_lock
 from autograder.grading.sandbox import UID_BASE
 
 SLOTS = 1000  # uids UID_BASE .. UID_BASE + SLOTS - 1
@@ -52,11 +52,8 @@ def claim(count: int = 1) -> list[UidSlot]:
     folder = _checked_folder()
     claimed: list[UidSlot] = []
     for slot in range(SLOTS):
-        fd = os.open(folder / f"{slot}.lock", os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_lock(folder / f"{slot}.lock")
+        if fd is None:
             continue
         claimed.append(UidSlot(UID_BASE + slot, fd))
         if len(claimed) == count:

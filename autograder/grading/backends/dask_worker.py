@@ -16,7 +16,6 @@ plain, bounded data; the scratch folder is removed.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import os
 import queue
@@ -32,6 +31,7 @@ from distributed import WorkerPlugin, get_worker
 
 from autograder.course import COURSE_FILE, CourseError, load_course
 from autograder.grading import uid_slots
+from autograder.grading.file_lock import try_lock
 from autograder.grading.sandbox import find_bwrap
 from autograder.grading.store import readable_by_kernels
 from autograder.grading.version import course_version, differences
@@ -62,13 +62,6 @@ def find_course_root(hint: str) -> Path | None:
     return None
 
 
-def _hold(folder: Path) -> int:
-    """Lock FOLDER/.alive for this process's life (the lock ends with the process, however it ends)."""
-    fd = os.open(folder / ALIVE, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
-
-
 def remove_abandoned_scratch(parent: Path, keep: Path | None = None) -> list[Path]:
     """Remove the scratch folders under PARENT of workers that died without cleaning up (SIGKILL, the
     OOM killer, a lost machine): those whose lock nobody holds. Only this uid's real folders are
@@ -82,18 +75,14 @@ def remove_abandoned_scratch(parent: Path, keep: Path | None = None) -> list[Pat
         if folder == keep or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
             continue
         try:
-            fd: int | None = os.open(folder / ALIVE, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
+            fd = try_lock(folder / ALIVE, create=False)
+            if fd is None:  # its worker is alive
+                continue
+        except FileNotFoundError:  # a folder of an older grader, or one being set up
             if time.time() - info.st_mtime < STARTING_GRACE:
                 continue
             fd = None
         except OSError:
-            continue
-        try:
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)  # its worker is alive
             continue
         shutil.rmtree(folder, ignore_errors=True)
         if fd is not None:
@@ -113,7 +102,7 @@ class _Grader:
         self.course = load_course(root)
         self.bwrap = bwrap
         self.scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
-        self.alive = _hold(self.scratch)
+        self.alive = try_lock(self.scratch / ALIVE)
         os.chmod(self.scratch, 0o755)
         removed = remove_abandoned_scratch(self.scratch.parent, keep=self.scratch)
         if removed:
