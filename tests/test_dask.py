@@ -256,11 +256,14 @@ def test_only_the_scratch_of_dead_workers_is_removed(tmp_path):
             (folder / ALIVE).touch()
         return folder
 
-    dead, alive, starting, legacy = scratch("dead"), scratch("alive"), scratch("new", lock=False), scratch("old", False)
+    dead, alive, recent, legacy = scratch("dead"), scratch("alive"), scratch("new", lock=False), scratch("old", False)
+    being_set_up = tmp_path / ".autograder-starting-x"  # a worker's folder before it is locked and renamed
+    being_set_up.mkdir()
     held = os.open(alive / ALIVE, os.O_RDWR)
     fcntl.flock(held, fcntl.LOCK_EX)  # as its living worker holds it
     old = time.time() - 2 * 3600
     os.utime(legacy, (old, old))
+    os.utime(being_set_up, (old, old))
     outside = tmp_path / "not-scratch"
     outside.mkdir()
     (outside / "keep.txt").write_text("x")
@@ -270,5 +273,5 @@ def test_only_the_scratch_of_dead_workers_is_removed(tmp_path):
     finally:
         os.close(held)
     assert sorted(removed) == sorted([dead, legacy])
-    assert alive.is_dir() and starting.is_dir() and (outside / "keep.txt").is_file()
+    assert alive.is_dir() and recent.is_dir() and being_set_up.is_dir() and (outside / "keep.txt").is_file()
     assert (tmp_path / f"{SCRATCH_PREFIX}link").is_symlink()

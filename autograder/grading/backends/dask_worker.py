@@ -47,7 +47,7 @@ RETURNED_NOTEBOOKS = 2  # a feedback page or an autograded notebook: at most thi
 SETTING_UP = "its grading set-up is still running"
 SCRATCH_PREFIX = "autograder-worker-"
 ALIVE = ".alive"  # in each worker's scratch folder, flocked by that worker for as long as it lives
-STARTING_GRACE = 3600  # seconds a scratch folder without its lock file is taken for one being set up
+LOCKLESS_GRACE = 3600  # seconds a scratch folder without a lock file (an older grader's) is left alone
 
 
 def plugin_name(version: dict[str, str]) -> str:
@@ -65,7 +65,7 @@ def find_course_root(hint: str) -> Path | None:
 def remove_abandoned_scratch(parent: Path, keep: Path | None = None) -> list[Path]:
     """Remove the scratch folders under PARENT of workers that died without cleaning up (SIGKILL, the
     OOM killer, a lost machine): those whose lock nobody holds. Only this uid's real folders are
-    touched, never a link; a folder still without its lock file is left alone for STARTING_GRACE."""
+    touched, never a link; one without a lock file (an older grader's) only after LOCKLESS_GRACE."""
     removed = []
     for folder in sorted(parent.glob(SCRATCH_PREFIX + "*")):
         try:
@@ -78,8 +78,8 @@ def remove_abandoned_scratch(parent: Path, keep: Path | None = None) -> list[Pat
             fd = try_lock(folder / ALIVE, create=False)
             if fd is None:  # its worker is alive
                 continue
-        except FileNotFoundError:  # a folder of an older grader, or one being set up
-            if time.time() - info.st_mtime < STARTING_GRACE:
+        except FileNotFoundError:  # a folder of an older grader
+            if time.time() - info.st_mtime < LOCKLESS_GRACE:
                 continue
             fd = None
         except OSError:
@@ -101,8 +101,14 @@ class _Grader:
 
         self.course = load_course(root)
         self.bwrap = bwrap
-        self.scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
-        self.alive = try_lock(self.scratch / ALIVE)
+        # Locked before it takes the name other workers scan for: none of them can take it for a dead one's.
+        starting = Path(tempfile.mkdtemp(prefix=".autograder-starting-"))
+        alive = try_lock(starting / ALIVE)
+        if alive is None:  # nobody else knows this folder yet
+            raise RuntimeError(f"{starting}: another process holds the lock of this new scratch folder")
+        self.alive = alive
+        self.scratch = starting.with_name(SCRATCH_PREFIX + starting.name.rsplit("-", 1)[1])
+        os.rename(starting, self.scratch)
         os.chmod(self.scratch, 0o755)
         removed = remove_abandoned_scratch(self.scratch.parent, keep=self.scratch)
         if removed:
