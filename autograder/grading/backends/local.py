@@ -4,8 +4,8 @@ Workers start (fork, import, warm up) at the first `submit` and wait until `rele
 client's set-up (the probes, here the kernels' font cache, the nbgrader course root) overlaps their
 start. Each worker grades with its own sandboxed kernel and an unprivileged uid that no other worker
 on the machine holds (uid_slots.py), imports TensorFlow at most once (only the judge of model
-parts needs it) and returns a plain result. Jobs
-whose worker process itself died are run again once, alone, in a fresh pool, then reported.
+parts needs it) and returns a plain result. Jobs whose worker process itself died are run again
+once, alone, in a fresh pool, then reported.
 """
 
 from __future__ import annotations
